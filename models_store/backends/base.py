@@ -1,0 +1,82 @@
+"""The interface a storage backend implements.
+
+Backends are dumb byte stores with two namespaces, blobs and manifests, both keyed by
+sha256 hex digests that the caller has already validated. Hashing, verification and
+checkpoint logic live in :mod:`models_store.store`, once, for every backend.
+
+Layout (relative to the store root or ``s3://bucket/prefix/``)::
+
+    blobs/sha256/<first two hex chars>/<digest>
+    manifests/<sha256>.json
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Protocol
+
+__all__ = ["Backend", "Source", "blob_key", "manifest_key"]
+
+
+class Source(Protocol):
+    """What backends read uploads from: a readable, seekable binary file."""
+
+    def read(self, size: int | None = -1, /) -> bytes: ...
+
+    def seek(self, offset: int, whence: int = 0, /) -> int: ...
+
+    def tell(self) -> int: ...
+
+    def seekable(self) -> bool: ...
+
+
+def blob_key(digest: str) -> str:
+    return f"blobs/sha256/{digest[:2]}/{digest}"
+
+
+def manifest_key(sha256: str) -> str:
+    return f"manifests/{sha256}.json"
+
+
+class Backend(Protocol):
+    @property
+    def url(self) -> str:
+        """Where the store lives, without credentials (for logs and errors)."""
+        ...
+
+    def ping(self) -> None:
+        """Raise StoreError unless the store is reachable and usable."""
+        ...
+
+    def blob_size(self, digest: str) -> int:
+        """Size of a stored blob; BlobNotFound when absent."""
+        ...
+
+    def has_blob(self, digest: str) -> bool: ...
+
+    def read_blob(self, digest: str, start: int, end: int, chunk_size: int) -> Iterator[bytes]:
+        """Bytes ``[start, end)`` of a blob, in chunks.
+
+        Raises BlobNotFound when called (not lazily on first iteration) if absent; the
+        caller has checked ``0 <= start <= end <= size``.
+        """
+        ...
+
+    def write_blob(self, digest: str, source: Source) -> None:
+        """Store ``source`` (read to its end) under ``digest``, atomically.
+
+        The final key exists only once every byte is durably stored: a failure while
+        reading ``source`` or while writing leaves nothing at the final key. Rewriting an
+        existing blob writes identical bytes (content addressing), so it is harmless.
+        """
+        ...
+
+    def has_manifest(self, sha256: str) -> bool: ...
+
+    def read_manifest(self, sha256: str) -> bytes:
+        """The stored manifest JSON; BlobNotFound when absent."""
+        ...
+
+    def write_manifest(self, sha256: str, data: bytes) -> None:
+        """Store a manifest atomically (same guarantee as ``write_blob``)."""
+        ...

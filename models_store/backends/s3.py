@@ -1,0 +1,185 @@
+"""S3 backend (boto3): any S3-compatible object store (AWS S3, MinIO, Ceph, moto).
+
+Uploads go through the transfer manager (``upload_fileobj``): small blobs are one
+PutObject, large ones a multipart upload. Either way S3 makes the object visible at its
+key only when the upload completed (PutObject is atomic; a multipart object exists only
+after CompleteMultipartUpload, and the transfer manager aborts the upload on failure), so
+a crash mid-upload never leaves a partial blob at its final key. Downloads stream the
+response body, with an HTTP ``Range`` header for partial reads.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from typing import Any
+
+import boto3
+from boto3.s3.transfer import TransferConfig
+from botocore.config import Config
+from botocore.exceptions import BotoCoreError, ClientError
+
+from models_store.backends.base import Source, blob_key, manifest_key
+from models_store.errors import BlobNotFound, StoreError
+
+__all__ = ["S3Backend"]
+
+_NOT_FOUND = frozenset({"404", "NoSuchKey", "NotFound"})
+_MiB = 1024 * 1024
+
+# Creating a client loads botocore's service models (~0.1 s); a shared session caches
+# them. Sessions are not thread-safe, so clients are created under a lock; the clients
+# themselves are thread-safe.
+_session_lock = threading.Lock()
+_session: boto3.session.Session | None = None
+
+
+def _client(**kwargs: Any) -> Any:
+    global _session
+    with _session_lock:
+        if _session is None:
+            _session = boto3.session.Session()
+        return _session.client("s3", **kwargs)
+
+
+class S3Backend:
+    def __init__(
+        self,
+        bucket: str,
+        prefix: str = "",
+        *,
+        endpoint_url: str | None = None,
+        region: str | None = None,
+        access_key_id: str | None = None,
+        secret_access_key: str | None = None,
+        multipart_threshold: int = 16 * _MiB,
+        multipart_chunksize: int = 16 * _MiB,
+    ) -> None:
+        if not bucket:
+            raise ValueError("an S3 store URL needs a bucket: s3://bucket/prefix")
+        self.bucket = bucket
+        self.prefix = prefix.strip("/")
+        config = Config(
+            connect_timeout=5,
+            read_timeout=60,
+            retries={"max_attempts": 3, "mode": "standard"},
+            # Path-style addressing works with every S3-compatible server (MinIO, moto,
+            # IP-address endpoints); AWS itself still accepts it.
+            s3={"addressing_style": "path"} if endpoint_url else None,
+        )
+        self._client: Any = _client(
+            endpoint_url=endpoint_url,
+            region_name=region,
+            aws_access_key_id=access_key_id,
+            aws_secret_access_key=secret_access_key,
+            config=config,
+        )
+        self._transfer = TransferConfig(
+            multipart_threshold=multipart_threshold, multipart_chunksize=multipart_chunksize
+        )
+
+    @property
+    def url(self) -> str:
+        return f"s3://{self.bucket}/{self.prefix}" if self.prefix else f"s3://{self.bucket}"
+
+    def _key(self, relative: str) -> str:
+        return f"{self.prefix}/{relative}" if self.prefix else relative
+
+    def _fail(self, exc: Exception, what: str) -> StoreError:
+        if isinstance(exc, ClientError):
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if code in _NOT_FOUND:
+                return BlobNotFound(f"{what} is not in {self.url}")
+        return StoreError(f"S3 error on {what} in {self.url}: {exc}")
+
+    def ping(self) -> None:
+        try:
+            self._client.head_bucket(Bucket=self.bucket)
+        except (BotoCoreError, ClientError) as exc:
+            raise StoreError(f"S3 bucket {self.url} is not reachable: {exc}") from exc
+
+    def _head(self, key: str, what: str) -> int | None:
+        try:
+            response = self._client.head_object(Bucket=self.bucket, Key=key)
+        except (BotoCoreError, ClientError) as exc:
+            error = self._fail(exc, what)
+            if isinstance(error, BlobNotFound):
+                return None
+            raise error from exc
+        return int(response["ContentLength"])
+
+    # blobs -----------------------------------------------------------------------------
+
+    def blob_size(self, digest: str) -> int:
+        size = self._head(self._key(blob_key(digest)), f"blob {digest}")
+        if size is None:
+            raise BlobNotFound(f"blob {digest} is not in {self.url}")
+        return size
+
+    def has_blob(self, digest: str) -> bool:
+        return self._head(self._key(blob_key(digest)), f"blob {digest}") is not None
+
+    def read_blob(self, digest: str, start: int, end: int, chunk_size: int) -> Iterator[bytes]:
+        if start == end:
+            return iter(())
+        what = f"blob {digest}"
+        try:
+            response = self._client.get_object(
+                Bucket=self.bucket,
+                Key=self._key(blob_key(digest)),
+                Range=f"bytes={start}-{end - 1}",
+            )
+        except (BotoCoreError, ClientError) as exc:
+            raise self._fail(exc, what) from exc
+        return self._stream(response["Body"], end - start, chunk_size, what)
+
+    def _stream(self, body: Any, length: int, chunk_size: int, what: str) -> Iterator[bytes]:
+        received = 0
+        try:
+            for chunk in body.iter_chunks(chunk_size):
+                received += len(chunk)
+                yield chunk
+        except (BotoCoreError, ClientError) as exc:
+            raise self._fail(exc, what) from exc
+        finally:
+            body.close()
+        if received != length:
+            raise StoreError(f"{what}: expected {length} bytes from {self.url}, got {received}")
+
+    def write_blob(self, digest: str, source: Source) -> None:
+        self._upload(self._key(blob_key(digest)), source, f"blob {digest}")
+
+    def _upload(self, key: str, source: Source, what: str) -> None:
+        try:
+            self._client.upload_fileobj(source, self.bucket, key, Config=self._transfer)
+        except (BotoCoreError, ClientError) as exc:
+            raise self._fail(exc, what) from exc
+
+    # manifests -------------------------------------------------------------------------
+
+    def has_manifest(self, sha256: str) -> bool:
+        return self._head(self._key(manifest_key(sha256)), f"manifest {sha256}") is not None
+
+    def read_manifest(self, sha256: str) -> bytes:
+        what = f"manifest {sha256}"
+        try:
+            response = self._client.get_object(
+                Bucket=self.bucket, Key=self._key(manifest_key(sha256))
+            )
+            with response["Body"] as body:
+                data: bytes = body.read()
+        except (BotoCoreError, ClientError) as exc:
+            raise self._fail(exc, what) from exc
+        return data
+
+    def write_manifest(self, sha256: str, data: bytes) -> None:
+        what = f"manifest {sha256}"
+        try:
+            self._client.put_object(
+                Bucket=self.bucket,
+                Key=self._key(manifest_key(sha256)),
+                Body=data,
+                ContentType="application/json",
+            )
+        except (BotoCoreError, ClientError) as exc:
+            raise self._fail(exc, what) from exc

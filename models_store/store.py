@@ -1,0 +1,326 @@
+"""The model store: safetensors checkpoints as content-addressed tensor blobs.
+
+``put_checkpoint`` splits a safetensors file into one blob per tensor (key: sha256 of
+the tensor's raw bytes) and writes a manifest keyed by the sha256 of the canonical
+file those tensors assemble into. Blobs already stored are not written again, so a
+version that changed only its classifier head costs only the head's bytes.
+
+Reads are verified: every blob is hashed as it is read, and bytes are handed to the
+caller only after the blob they belong to has been checked against its digest. A blob is
+buffered (in memory up to ``SPOOL_BYTES``, then in a temporary file) while it is checked,
+so the caller never sees bytes of a corrupt blob; the price is that a range that touches
+part of a blob reads and hashes that whole blob (blobs are single tensors, so this is
+bounded by the largest tensor). ``iter_blob`` on a sub-range of one blob is the one
+unverified read: it fetches only the requested bytes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import os
+import tempfile
+import threading
+from collections.abc import Iterator
+from contextlib import ExitStack
+from typing import IO, BinaryIO
+from urllib.parse import unquote, urlsplit
+
+from models_store.backends.base import Backend
+from models_store.backends.filesystem import FilesystemBackend
+from models_store.backends.s3 import S3Backend
+from models_store.digests import CHUNK_SIZE, SliceReader, check_digest
+from models_store.errors import BlobNotFound, CorruptBlob, InvalidCheckpoint, StoreError
+from models_store.manifest import CheckpointManifest, PutResult, TensorEntry, build_header
+from models_store.safetensors_format import (
+    HeaderTensor,
+    canonical_order,
+    parse_header,
+    read_header_length,
+)
+
+__all__ = ["SPOOL_BYTES", "ModelStore", "open_store"]
+
+#: Blobs up to this size are verified in memory; larger ones spill to a temporary file.
+SPOOL_BYTES = 8 * 1024 * 1024
+
+
+def open_store(
+    url: str,
+    *,
+    s3_endpoint_url: str | None = None,
+    s3_region: str | None = None,
+    s3_access_key_id: str | None = None,
+    s3_secret_access_key: str | None = None,
+) -> ModelStore:
+    """Open the store at ``file:///abs/path``, a plain path, or ``s3://bucket/prefix``.
+
+    Nothing is contacted or created here; call ``ping()`` to check the store is usable.
+    """
+    parts = urlsplit(url)
+    if parts.scheme == "s3":
+        backend: Backend = S3Backend(
+            parts.netloc,
+            unquote(parts.path),
+            endpoint_url=s3_endpoint_url,
+            region=s3_region,
+            access_key_id=s3_access_key_id,
+            secret_access_key=s3_secret_access_key,
+        )
+    elif parts.scheme == "file":
+        if parts.netloc not in ("", "localhost"):
+            raise ValueError(f"file URLs must name a local path (file:///abs/path): {url!r}")
+        backend = FilesystemBackend(unquote(parts.path))
+    elif parts.scheme == "" or (len(parts.scheme) == 1 and os.name == "nt"):
+        if not url:
+            raise ValueError("empty store URL")
+        backend = FilesystemBackend(url)
+    else:
+        raise ValueError(f"unsupported store URL {url!r}: use file:///path, a path or s3://")
+    return ModelStore(backend)
+
+
+class ModelStore:
+    """Checkpoints and blobs on one backend. Safe to share between threads."""
+
+    def __init__(self, backend: Backend) -> None:
+        self.backend = backend
+
+    @property
+    def url(self) -> str:
+        return self.backend.url
+
+    def __repr__(self) -> str:
+        return f"ModelStore({self.url!r})"
+
+    def ping(self) -> None:
+        """Raise StoreError unless the store is reachable (for /readyz)."""
+        try:
+            self.backend.ping()
+        except StoreError:
+            raise
+        except Exception as exc:
+            raise StoreError(f"store {self.url} is not usable: {exc}") from exc
+
+    # checkpoints -----------------------------------------------------------------------
+
+    def put_checkpoint(self, data: bytes | BinaryIO) -> PutResult:
+        """Store a safetensors checkpoint; return its manifest and what it cost.
+
+        The file is validated by its header before anything is written (an invalid file
+        raises InvalidCheckpoint and stores nothing). Blobs are written first, the
+        manifest last, so a manifest never references a blob that is not fully stored.
+        A file object is read from its current position to its end.
+        """
+        with ExitStack() as stack:
+            source = _seekable(data, stack)
+            base = source.tell()
+            total = source.seek(0, io.SEEK_END) - base
+            source.seek(base)
+            prefix = source.read(16)
+            n = read_header_length(prefix, total)
+            source.seek(base + 8)
+            raw_header = source.read(n)
+            parsed = parse_header(raw_header, total - 8 - n)
+            data_start = base + 8 + n
+
+            ordered = canonical_order(parsed.tensors)
+            header = build_header(
+                parsed.metadata,
+                tuple(TensorEntry(t.name, t.dtype, t.shape, "", t.length) for t in ordered),
+            )
+            file_hash = hashlib.sha256(header)
+            lock = threading.Lock()
+            entries: list[TensorEntry] = []
+            slices: dict[str, SliceReader] = {}
+            for tensor in ordered:
+                reader = SliceReader(source, data_start + tensor.begin, tensor.length, lock)
+                digest = _hash_tensor(reader, tensor, file_hash)
+                entries.append(
+                    TensorEntry(tensor.name, tensor.dtype, tensor.shape, digest, tensor.length)
+                )
+                slices.setdefault(digest, reader)
+
+            manifest = CheckpointManifest(
+                sha256=file_hash.hexdigest(),
+                size=len(header) + parsed.data_length,
+                metadata=parsed.metadata,
+                tensors=tuple(entries),
+            )
+            new_bytes = 0
+            for digest, reader in slices.items():
+                if not self.backend.has_blob(digest):
+                    reader.seek(0)
+                    self.backend.write_blob(digest, reader)
+                    new_bytes += reader.seek(0, io.SEEK_END)
+            if not self.backend.has_manifest(manifest.sha256):
+                self.backend.write_manifest(manifest.sha256, manifest.to_json())
+            return PutResult(manifest=manifest, new_bytes=new_bytes, total_bytes=manifest.size)
+
+    def has_manifest(self, sha256: str) -> bool:
+        return self.backend.has_manifest(check_digest(sha256))
+
+    def get_manifest(self, sha256: str) -> CheckpointManifest:
+        """The manifest of the checkpoint whose assembled file has this sha256."""
+        raw = self.backend.read_manifest(check_digest(sha256))
+        return CheckpointManifest.from_json(raw, expected_sha256=sha256)
+
+    def open_checkpoint(
+        self, manifest: CheckpointManifest, start: int = 0, end: int | None = None
+    ) -> Iterator[bytes]:
+        """Stream the assembled safetensors file, or its bytes ``[start, end)``.
+
+        Arguments are checked now (ValueError for a range outside ``[0, size]``); blob
+        errors (BlobNotFound, CorruptBlob, StoreError) surface while iterating, before
+        any byte of the faulty blob is yielded.
+        """
+        end = _check_range(start, end, manifest.size)
+        return self._assemble(manifest, start, end)
+
+    def _assemble(self, manifest: CheckpointManifest, start: int, end: int) -> Iterator[bytes]:
+        header = manifest.header
+        if start < len(header):
+            yield header[start : min(end, len(header))]
+        for offset, tensor in manifest.segments():
+            lo, hi = max(start, offset), min(end, offset + tensor.length)
+            if lo >= hi:
+                if offset >= end:
+                    break
+                continue
+            yield from self._verified_slice(tensor.digest, tensor.length, lo - offset, hi - offset)
+
+    def read_checkpoint(self, manifest: CheckpointManifest) -> bytes:
+        """The whole assembled file in memory, checked against ``manifest.sha256``."""
+        data = b"".join(self.open_checkpoint(manifest))
+        if hashlib.sha256(data).hexdigest() != manifest.sha256:
+            raise CorruptBlob(f"checkpoint {manifest.sha256} does not assemble to its sha256")
+        return data
+
+    def verify(self, manifest: CheckpointManifest) -> list[str]:
+        """Re-hash every blob of a checkpoint; return the problems found ([] when sound)."""
+        problems: list[str] = []
+        file_hash = hashlib.sha256(manifest.header)
+        for _, tensor in manifest.segments():
+            try:
+                size = self.backend.blob_size(tensor.digest)
+            except BlobNotFound:
+                problems.append(f"tensor {tensor.name!r}: blob {tensor.digest} is missing")
+                continue
+            if size != tensor.length:
+                problems.append(
+                    f"tensor {tensor.name!r}: blob {tensor.digest} is {size} bytes,"
+                    f" expected {tensor.length}"
+                )
+                continue
+            blob_hash = hashlib.sha256()
+            for chunk in self.backend.read_blob(tensor.digest, 0, size, CHUNK_SIZE):
+                blob_hash.update(chunk)
+                file_hash.update(chunk)
+            if blob_hash.hexdigest() != tensor.digest:
+                problems.append(
+                    f"tensor {tensor.name!r}: blob {tensor.digest} is corrupt"
+                    f" (its bytes hash to {blob_hash.hexdigest()})"
+                )
+        if not problems and file_hash.hexdigest() != manifest.sha256:
+            problems.append(
+                f"assembled file hashes to {file_hash.hexdigest()}, manifest says {manifest.sha256}"
+            )
+        return problems
+
+    # blobs -----------------------------------------------------------------------------
+
+    def put_blob(self, data: bytes | BinaryIO) -> str:
+        """Store arbitrary bytes under their sha256 and return the digest."""
+        with ExitStack() as stack:
+            source = _seekable(data, stack)
+            base = source.tell()
+            hasher = hashlib.sha256()
+            while chunk := source.read(CHUNK_SIZE):
+                hasher.update(chunk)
+            digest = hasher.hexdigest()
+            if not self.backend.has_blob(digest):
+                length = source.tell() - base
+                self.backend.write_blob(digest, SliceReader(source, base, length))
+            return digest
+
+    def has_blob(self, digest: str) -> bool:
+        return self.backend.has_blob(check_digest(digest))
+
+    def get_blob(self, digest: str) -> bytes:
+        """A whole blob, verified (CorruptBlob when its bytes do not match the digest)."""
+        return b"".join(self.iter_blob(digest))
+
+    def iter_blob(self, digest: str, start: int = 0, end: int | None = None) -> Iterator[bytes]:
+        """Stream a blob or its bytes ``[start, end)``.
+
+        A whole blob is verified before its first byte is yielded (CorruptBlob when it
+        does not match its digest). A partial range is fetched with a ranged read and
+        served as stored, unverified: use ``open_checkpoint`` for verified ranges.
+        """
+        size = self.backend.blob_size(check_digest(digest))
+        end = _check_range(start, end, size)
+        if start == 0 and end == size:
+            return self._verified_slice(digest, size, 0, size)
+        return self.backend.read_blob(digest, start, end, CHUNK_SIZE)
+
+    def _verified_slice(self, digest: str, length: int, lo: int, hi: int) -> Iterator[bytes]:
+        """Bytes ``[lo, hi)`` of a blob, yielded only after the whole blob was verified."""
+        hasher = hashlib.sha256()
+        received = 0
+        with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as spool:
+            for chunk in self.backend.read_blob(digest, 0, length, CHUNK_SIZE):
+                hasher.update(chunk)
+                received += len(chunk)
+                spool.write(chunk)
+            if received != length or hasher.hexdigest() != digest:
+                raise CorruptBlob(
+                    f"blob {digest} is corrupt: {received} bytes hashing to"
+                    f" {hasher.hexdigest()} (expected {length} bytes)"
+                )
+            spool.seek(lo)
+            remaining = hi - lo
+            while remaining > 0:
+                chunk = spool.read(min(CHUNK_SIZE, remaining))
+                if not chunk:  # pragma: no cover - the spool holds `length` bytes
+                    raise StoreError(f"blob {digest}: spool ended early")
+                remaining -= len(chunk)
+                yield chunk
+
+
+def _check_range(start: int, end: int | None, size: int) -> int:
+    if end is None:
+        end = size
+    for name, value in (("start", start), ("end", end)):
+        if not isinstance(value, int) or isinstance(value, bool):
+            raise TypeError(f"{name} must be an int, not {type(value).__name__}")
+    if not 0 <= start <= end <= size:
+        raise ValueError(f"byte range [{start}, {end}) is outside [0, {size}]")
+    return end
+
+
+def _seekable(data: bytes | BinaryIO, stack: ExitStack) -> IO[bytes]:
+    """A seekable file for ``data``: itself if already seekable, else a spooled copy."""
+    if isinstance(data, bytes | bytearray | memoryview):
+        return io.BytesIO(data)
+    if data.seekable():
+        return data
+    spool = stack.enter_context(tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES))  # noqa: SIM115
+    while chunk := data.read(CHUNK_SIZE):
+        spool.write(chunk)
+    spool.seek(0)
+    return spool
+
+
+def _hash_tensor(reader: SliceReader, tensor: HeaderTensor, file_hash: hashlib._Hash) -> str:
+    hasher = hashlib.sha256()
+    remaining = tensor.length
+    while remaining > 0:
+        chunk = reader.read(min(CHUNK_SIZE, remaining))
+        if not chunk:
+            raise InvalidCheckpoint(
+                f"truncated safetensors file: tensor {tensor.name!r} ends early"
+            )
+        hasher.update(chunk)
+        file_hash.update(chunk)
+        remaining -= len(chunk)
+    return hasher.hexdigest()
