@@ -48,6 +48,9 @@ class CheckpointManifest:
         object.__setattr__(self, "metadata", MappingProxyType(dict(self.metadata)))
         object.__setattr__(self, "_header", build_header(self.metadata, self.tensors))
 
+    def __hash__(self) -> int:
+        return hash(self.sha256)
+
     @property
     def header(self) -> bytes:
         """The canonical header block (8-byte length + JSON) that starts the file."""

@@ -213,7 +213,7 @@ class ModelStore:
                 )
                 continue
             blob_hash = hashlib.sha256()
-            for chunk in self.backend.read_blob(tensor.digest, 0, size, CHUNK_SIZE):
+            for chunk in self.backend.stream_blob(tensor.digest, CHUNK_SIZE):
                 blob_hash.update(chunk)
                 file_hash.update(chunk)
             if blob_hash.hexdigest() != tensor.digest:
@@ -268,9 +268,11 @@ class ModelStore:
         hasher = hashlib.sha256()
         received = 0
         with tempfile.SpooledTemporaryFile(max_size=SPOOL_BYTES) as spool:
-            for chunk in self.backend.read_blob(digest, 0, length, CHUNK_SIZE):
-                hasher.update(chunk)
+            for chunk in self.backend.stream_blob(digest, CHUNK_SIZE):
                 received += len(chunk)
+                if received > length:
+                    raise CorruptBlob(f"blob {digest} is corrupt: longer than {length} bytes")
+                hasher.update(chunk)
                 spool.write(chunk)
             if received != length or hasher.hexdigest() != digest:
                 raise CorruptBlob(

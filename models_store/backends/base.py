@@ -62,6 +62,13 @@ class Backend(Protocol):
         """
         ...
 
+    def stream_blob(self, digest: str, chunk_size: int) -> Iterator[bytes]:
+        """The whole blob as stored, whatever its length (for verification).
+
+        Raises BlobNotFound when called if absent.
+        """
+        ...
+
     def write_blob(self, digest: str, source: Source) -> None:
         """Store ``source`` (read to its end) under ``digest``, atomically.
 

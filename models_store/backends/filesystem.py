@@ -54,6 +54,13 @@ class FilesystemBackend:
             raise BlobNotFound(f"blob {digest} is not in {self.url}") from None
         return _read_range(handle, start, end, chunk_size)
 
+    def stream_blob(self, digest: str, chunk_size: int) -> Iterator[bytes]:
+        try:
+            handle = self._blob_path(digest).open("rb")
+        except FileNotFoundError:
+            raise BlobNotFound(f"blob {digest} is not in {self.url}") from None
+        return _read_all(handle, chunk_size)
+
     def write_blob(self, digest: str, source: Source) -> None:
         _atomic_write(self._blob_path(digest), source)
 
@@ -84,6 +91,12 @@ def _read_range(handle: BinaryIO, start: int, end: int, chunk_size: int) -> Iter
             if not chunk:
                 raise StoreError(f"{handle.name} ended {remaining} bytes early")
             remaining -= len(chunk)
+            yield chunk
+
+
+def _read_all(handle: BinaryIO, chunk_size: int) -> Iterator[bytes]:
+    with handle:
+        while chunk := handle.read(chunk_size):
             yield chunk
 
 

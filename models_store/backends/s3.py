@@ -133,7 +133,15 @@ class S3Backend:
             raise self._fail(exc, what) from exc
         return self._stream(response["Body"], end - start, chunk_size, what)
 
-    def _stream(self, body: Any, length: int, chunk_size: int, what: str) -> Iterator[bytes]:
+    def stream_blob(self, digest: str, chunk_size: int) -> Iterator[bytes]:
+        what = f"blob {digest}"
+        try:
+            response = self._client.get_object(Bucket=self.bucket, Key=self._key(blob_key(digest)))
+        except (BotoCoreError, ClientError) as exc:
+            raise self._fail(exc, what) from exc
+        return self._stream(response["Body"], None, chunk_size, what)
+
+    def _stream(self, body: Any, length: int | None, chunk_size: int, what: str) -> Iterator[bytes]:
         received = 0
         try:
             for chunk in body.iter_chunks(chunk_size):
@@ -143,7 +151,7 @@ class S3Backend:
             raise self._fail(exc, what) from exc
         finally:
             body.close()
-        if received != length:
+        if length is not None and received != length:
             raise StoreError(f"{what}: expected {length} bytes from {self.url}, got {received}")
 
     def write_blob(self, digest: str, source: Source) -> None:

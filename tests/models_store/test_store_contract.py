@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import io
 import pickle
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -20,7 +21,6 @@ from models_store import (
     CorruptBlob,
     InvalidCheckpoint,
     InvalidDigest,
-    StoreError,
 )
 
 MiB = 1024 * 1024
@@ -192,19 +192,23 @@ def test_ranges(harness: Harness) -> None:
 
 
 @pytest.mark.parametrize(
-    "start,end", [(-1, None), (0, -1), (5, 4), (0, "size+1"), ("size+1", None)]
+    "bounds",
+    [
+        lambda size: (-1, None),
+        lambda size: (0, -1),
+        lambda size: (5, 4),
+        lambda size: (0, size + 1),
+        lambda size: (size + 1, None),
+    ],
+    ids=["negative-start", "negative-end", "reversed", "end-past-size", "start-past-size"],
 )
 def test_invalid_range_is_refused_before_streaming(
-    harness: Harness, start: int | str, end: int | str | None
+    harness: Harness, bounds: Callable[[int], tuple[int, int | None]]
 ) -> None:
     manifest = harness.store.put_checkpoint(to_bytes(tiny_model())).manifest
-    size = manifest.size
-
-    def resolve(value: int | str | None) -> int | None:
-        return size + 1 if value == "size+1" else value  # type: ignore[return-value]
-
+    start, end = bounds(manifest.size)
     with pytest.raises(ValueError, match="outside"):
-        harness.store.open_checkpoint(manifest, resolve(start), resolve(end))  # type: ignore[arg-type]
+        harness.store.open_checkpoint(manifest, start, end)
 
 
 def test_large_tensor_streams_in_chunks(harness: Harness) -> None:
@@ -255,6 +259,7 @@ def test_corrupt_blob_is_never_served(harness: Harness) -> None:
 
     problems = harness.store.verify(manifest)
     assert len(problems) == 1
+    assert hash(manifest) == hash(manifest.sha256)
     assert "head.weight" in problems[0]
     assert "corrupt" in problems[0]
 
@@ -263,9 +268,14 @@ def test_truncated_blob_is_corrupt(harness: Harness) -> None:
     manifest = harness.store.put_checkpoint(to_bytes(tiny_model())).manifest
     tensor = next(t for t in manifest.tensors if t.name == "backbone.conv2.weight")
     harness.overwrite_blob(tensor.digest, harness.store.get_blob(tensor.digest)[:-4])
-    with pytest.raises((CorruptBlob, StoreError)):
+    with pytest.raises(CorruptBlob):
         harness.store.read_checkpoint(manifest)
+    with pytest.raises(CorruptBlob):
+        harness.store.get_blob(tensor.digest)
     assert "backbone.conv2.weight" in harness.store.verify(manifest)[0]
+    harness.overwrite_blob(tensor.digest, b"\0" * (tensor.length * 3))  # longer than stored
+    with pytest.raises(CorruptBlob):
+        harness.store.read_checkpoint(manifest)
 
 
 def test_missing_blob(harness: Harness) -> None:
@@ -326,7 +336,12 @@ def _invalid_files() -> list[Any]:
         pytest.param(
             raw_file({"a": {"dtype": "F32", "shape": [2], "data_offsets": [0, 80]}}, b"\0" * 8),
             "span 80",
-            id="offset-out-of-range",
+            id="offsets-disagree-with-shape",
+        ),
+        pytest.param(
+            raw_file({"a": {"dtype": "F32", "shape": [20], "data_offsets": [0, 80]}}, b"\0" * 8),
+            "tensors need 80 data bytes but the file has 8",
+            id="offsets-beyond-file",
         ),
         pytest.param(
             raw_file({"a": {"dtype": "Q7", "shape": [2], "data_offsets": [0, 8]}}, b"\0" * 8),
