@@ -1,0 +1,63 @@
+"""Random-label: train on retain plus the forget set relabelled with random wrong labels."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+
+from ..architectures import SplitModel
+from ..cache import FeatureCache
+from ..types import Hooks, UnlearnData, UnlearnResult
+from .full import train_full, wrong_labels
+from .registry import register
+
+__all__ = ["RandomLabelConfig", "random_label"]
+
+
+@dataclass(frozen=True)
+class RandomLabelConfig:
+    epochs: int = 3
+    """Passes over the retain set (relabelled forget batches are cycled alongside)."""
+    lr: float = 1e-3
+    optimizer: str = "adamw"
+    batch_size: int = 128
+    seed: int = 0
+
+
+@register("random-label", RandomLabelConfig)
+def random_label(
+    model: SplitModel,
+    data: UnlearnData,
+    cfg: RandomLabelConfig,
+    *,
+    device: torch.device,
+    hooks: Hooks,
+    cache: FeatureCache | None,
+) -> UnlearnResult:
+    labels = wrong_labels(data.forget.y, data.num_classes, torch.Generator().manual_seed(cfg.seed))
+
+    def loss(
+        xr: torch.Tensor, yr: torch.Tensor, xf: torch.Tensor | None, yf: torch.Tensor | None
+    ) -> torch.Tensor:
+        out = F.cross_entropy(model(xr), yr)
+        if xf is not None and yf is not None:
+            out = out + F.cross_entropy(model(xf), yf)
+        return out
+
+    train_full(
+        model,
+        data,
+        loss=loss,
+        epochs=cfg.epochs,
+        lr=cfg.lr,
+        optimizer=cfg.optimizer,
+        batch_size=cfg.batch_size,
+        seed=cfg.seed,
+        device=device,
+        hooks=hooks,
+        with_forget=True,
+        forget_labels=labels,
+    )
+    return UnlearnResult(model, "random-label", asdict(cfg), 0.0, ())
