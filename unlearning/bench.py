@@ -172,6 +172,81 @@ def run_benchmark(
     return _json_safe(out)
 
 
+def run_cost_growth(
+    *,
+    dataset: str,
+    forget_sizes: Sequence[int],
+    methods: Sequence[str],
+    seeds: int | Sequence[int],
+    device: str = "cpu",
+    arch: str | None = None,
+    dataset_params: dict[str, Any] | None = None,
+    train_epochs: int | None = None,
+    with_retrain: bool = True,
+    log: Callable[[str], None] = print,
+) -> dict[str, Any]:
+    """Unlearning wall time (warm cache) vs the number of random forget samples.
+
+    One original per seed; each method runs once per forget size. Retrain (on the largest
+    forget set) is timed once per seed as the reference when ``with_retrain``.
+    """
+    seed_list = list(range(seeds)) if isinstance(seeds, int) else list(seeds)
+    arch = arch or DEFAULT_ARCH[dataset]
+    methods = [m for m in methods if m in set(list_methods())]
+    dev = torch.device(device)
+    recipe = default_recipe(arch)
+    if train_epochs is not None:
+        recipe = replace(recipe, epochs=train_epochs)
+    times: dict[str, dict[int, list[float]]] = {m: {n: [] for n in forget_sizes} for m in methods}
+    retrain_s: list[float] = []
+    n_train = 0
+    for seed in seed_list:
+        ds = _load(dataset, seed, dataset_params or {})
+        n_train = len(ds.train)
+        t0 = time.perf_counter()
+        original = train_model(arch, ds, recipe=recipe, seed=seed, device=dev)
+        log(
+            f"seed {seed}: {n_train} train samples, original trained in "
+            f"{time.perf_counter() - t0:.1f}s"
+        )
+        cache = FeatureCache()
+        cache.features(original, ds.train, ds.val, ds.test, device=dev)
+        for n in forget_sizes:
+            data = ds.unlearn_data(forget_ids(ds, f"random:{n}", seed))
+            for m in methods:
+                res = unlearn(
+                    original, data, m, _config(m, seed, recipe, {}), device=dev, cache=cache
+                )
+                times[m][n].append(res.elapsed_s)
+                log(f"  seed {seed} forget {n:>6} {m:>14}: {res.elapsed_s:.4f}s")
+        if with_retrain:
+            data = ds.unlearn_data(forget_ids(ds, f"random:{max(forget_sizes)}", seed))
+            res = unlearn(
+                original, data, "retrain", _config("retrain", seed, recipe, {}), device=dev
+            )
+            retrain_s.append(res.elapsed_s)
+            log(f"  seed {seed} retrain: {res.elapsed_s:.1f}s")
+    return _json_safe(
+        {
+            "dataset": dataset,
+            "train_samples": n_train,
+            "device": _device_name(dev),
+            "seeds": seed_list,
+            "train_epochs": recipe.epochs,
+            "rte_s": {
+                m: {
+                    str(n): dict(zip(("mean", "std"), _mean_std(v), strict=True))
+                    for n, v in per.items()
+                }
+                for m, per in times.items()
+            },
+            "retrain_s": dict(zip(("mean", "std"), _mean_std(retrain_s), strict=True))
+            if retrain_s
+            else None,
+        }
+    )
+
+
 def _json_safe(obj: Any) -> Any:
     """NaN (e.g. the original's speedup) becomes null: JSON has no NaN."""
     if isinstance(obj, dict):
@@ -273,6 +348,23 @@ def main(argv: Sequence[str] | None = None) -> int:
     for item in args.config:
         method, _, kv = item.partition(":")
         configs.setdefault(method, {}).update(_parse_kv([kv]))
+    if args.forget_sizes:
+        growth = run_cost_growth(
+            dataset=args.dataset,
+            forget_sizes=[int(n) for n in args.forget_sizes.split(",")],
+            methods=args.methods.split(","),
+            seeds=args.seeds,
+            device=args.device,
+            arch=args.arch,
+            dataset_params=_parse_kv(args.dataset_param),
+            train_epochs=args.train_epochs,
+            log=lambda s: print(s, flush=True),
+        )
+        print(json.dumps(growth, indent=2))
+        if args.json:
+            with open(args.json, "w") as f:
+                json.dump(growth, f, indent=2)
+        return 0
     result = run_benchmark(
         dataset=args.dataset,
         scenario=args.scenario,
