@@ -332,6 +332,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="override the recipe's epochs for the original AND retrain",
     )
     p.add_argument(
+        "--forget-sizes",
+        default=None,
+        metavar="N,N,...",
+        help="cost-growth mode: time --methods for these random forget-set sizes",
+    )
+    p.add_argument(
         "--threads",
         type=int,
         default=1,

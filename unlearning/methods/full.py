@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable, Iterator
 
 import torch
@@ -42,8 +43,9 @@ def train_full(
 ) -> None:
     """Train every parameter (BatchNorm in train mode) for ``epochs`` passes over the retain set.
 
-    ``loss(x_r, y_r, x_f, y_f)``; forget batches (cycled, same batch size) are passed when
-    ``with_forget``, with labels ``forget_labels`` (default: the true labels).
+    ``loss(x_r, y_r, x_f, y_f)``; when ``with_forget``, each step also gets a forget batch
+    sized so that one epoch passes over both sets once, with labels ``forget_labels``
+    (default: the true labels).
     """
     gen = torch.Generator().manual_seed(seed)
     xr, yr = data.retain.x.to(device), data.retain.y.to(device)
@@ -55,14 +57,16 @@ def train_full(
     def epoch_batches(_e: int) -> Iterator[tuple[torch.Tensor, ...]]:
         order = torch.randperm(len(yr), generator=gen).to(device)
         f_order = torch.randperm(max(len(yf), 1), generator=gen).to(device)
-        for i, lo in enumerate(range(0, len(yr), batch_size)):
-            idx = order[lo : lo + batch_size]
+        steps = max(1, math.ceil(len(yr) / batch_size))
+        f_batch = max(1, math.ceil(len(yf) / steps))
+        for i in range(steps):
+            idx = order[i * batch_size : (i + 1) * batch_size]
             if with_forget and len(yf):
-                start = (i * batch_size) % len(yf)
-                f_idx = f_order[start : start + batch_size]
-                yield xr[idx], yr[idx], xf[f_idx], yf[f_idx]
-            else:
-                yield xr[idx], yr[idx]
+                f_idx = f_order[i * f_batch : (i + 1) * f_batch]
+                if len(f_idx):
+                    yield xr[idx], yr[idx], xf[f_idx], yf[f_idx]
+                    continue
+            yield xr[idx], yr[idx]
 
     def batch_loss(b: tuple[torch.Tensor, ...]) -> torch.Tensor:
         return loss(b[0], b[1], b[2] if len(b) > 2 else None, b[3] if len(b) > 3 else None)

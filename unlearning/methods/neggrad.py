@@ -19,7 +19,7 @@ __all__ = ["NegGradConfig", "neggrad"]
 @dataclass(frozen=True)
 class NegGradConfig:
     epochs: int = 3
-    """Passes over the retain set (forget batches are cycled alongside)."""
+    """Passes over retain and forget sets (one forget batch per retain batch)."""
     lr: float = 1e-3
     optimizer: str = "adamw"
     batch_size: int = 128

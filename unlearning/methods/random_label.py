@@ -19,7 +19,7 @@ __all__ = ["RandomLabelConfig", "random_label"]
 @dataclass(frozen=True)
 class RandomLabelConfig:
     epochs: int = 3
-    """Passes over the retain set (relabelled forget batches are cycled alongside)."""
+    """Passes over retain and relabelled forget sets (one forget batch per retain batch)."""
     lr: float = 1e-3
     optimizer: str = "adamw"
     batch_size: int = 128
