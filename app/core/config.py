@@ -1,0 +1,106 @@
+"""One settings class for the whole service, read from `LETHE_*` environment variables.
+
+The embedded default needs nothing: a SQLite file and a filesystem store under
+`LETHE_DATA_DIR`, and no broker (jobs run on an in-process worker). Setting
+`LETHE_BROKER_URL` switches job execution to Celery workers.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+from typing import Literal
+
+from pydantic import Field, SecretStr, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+DEV_SECRET = "lethe-development-secret-do-not-use-in-production"
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="LETHE_", env_file=".env", extra="ignore")
+
+    env: Literal["development", "test", "production"] = "development"
+    data_dir: Path = Path("data")
+    database_url: str = ""
+    """SQLAlchemy URL. Empty: a SQLite file `lethe.db` under data_dir."""
+    broker_url: str | None = None
+    """Celery broker (redis://...). Empty: embedded mode, jobs run in the API process."""
+    store_url: str = ""
+    """`file:///path` or `s3://bucket/prefix`. Empty: `store/` under data_dir."""
+    s3_endpoint_url: str | None = None
+    s3_region: str | None = None
+    s3_access_key_id: str | None = None
+    s3_secret_access_key: SecretStr | None = None
+    device: str = "auto"
+    """torch device for unlearning: auto (cuda when available), cpu, cuda, cuda:1, ..."""
+    feature_cache_dir: Path | None = None
+    torch_threads: int = Field(1, ge=0)
+    """CPU threads for torch in a worker (0: torch's default). One is fastest for the small
+    CPU models of the embedded default, which shares the machine with the API."""
+    secret_key: SecretStr = SecretStr(DEV_SECRET)
+    """Keys the subject-identity hashes and signs callbacks. Must be set outside development."""
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    log_level: str = "INFO"
+
+    batch_window_s: float = Field(0.0, ge=0)
+    """Queued requests of one model wait this long to be batched into one job."""
+    job_max_attempts: int = Field(3, ge=1)
+    request_max_attempts: int = Field(3, ge=1)
+    job_time_limit_s: int = Field(3600, ge=10)
+    heartbeat_interval_s: float = Field(5.0, gt=0)
+    heartbeat_timeout_s: float = Field(60.0, gt=0)
+    reaper_interval_s: float = Field(10.0, gt=0)
+    visibility_timeout_s: int = Field(7200, ge=60)
+    """Redis redelivers an unacknowledged job after this; longer than any job may run."""
+
+    policy_min_class_ua: float = 99.0
+    """A forgotten class must end with at least this UA (points) or the job fails."""
+    policy_max_ta_drop: float = 2.0
+    """Test accuracy may drop at most this many points below the parent version."""
+    policy_fallback_method: str | None = None
+    """Method to try when the verification gate refuses a result (e.g. `retrain`)."""
+
+    max_ids_per_request: int = Field(10_000, ge=1)
+    max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
+
+    @model_validator(mode="after")
+    def _check(self) -> Settings:
+        if self.env == "production" and self.secret_key.get_secret_value() == DEV_SECRET:
+            raise ValueError("LETHE_SECRET_KEY must be set to a real secret in production")
+        if self.visibility_timeout_s <= self.job_hard_time_limit_s + 60:
+            raise ValueError(
+                "LETHE_VISIBILITY_TIMEOUT_S must exceed LETHE_JOB_TIME_LIMIT_S by more than "
+                "two minutes, or Redis would hand a running job to a second worker"
+            )
+        if self.heartbeat_timeout_s <= 2 * self.heartbeat_interval_s:
+            raise ValueError("LETHE_HEARTBEAT_TIMEOUT_S must exceed twice the heartbeat interval")
+        return self
+
+    @property
+    def job_hard_time_limit_s(self) -> int:
+        """Celery kills a task this long after its soft limit asked it to stop."""
+        return self.job_time_limit_s + 60
+
+    @property
+    def resolved_database_url(self) -> str:
+        return self.database_url or f"sqlite:///{(self.data_dir / 'lethe.db').resolve()}"
+
+    @property
+    def resolved_store_url(self) -> str:
+        return self.store_url or (self.data_dir / "store").resolve().as_uri()
+
+    @property
+    def resolved_feature_cache_dir(self) -> Path:
+        return self.feature_cache_dir or self.data_dir / "features"
+
+    @property
+    def embedded(self) -> bool:
+        return not self.broker_url
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

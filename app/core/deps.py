@@ -1,0 +1,65 @@
+"""FastAPI dependencies shared by every router: the session and the authenticated client."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from typing import Annotated
+
+from fastapi import Depends, Request
+from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
+from sqlalchemy.orm import Session
+
+from app.auth.service import Client, authenticate
+from app.core.config import Settings
+from app.core.db import session_scope
+from app.core.errors import Forbidden, Unauthorized
+
+
+def get_session(request: Request) -> Iterator[Session]:
+    state = request.app.state
+    with session_scope(state.session_factory, state.dispatcher) as session:
+        yield session
+
+
+def get_app_settings(request: Request) -> Settings:
+    settings: Settings = request.app.state.settings
+    return settings
+
+
+SessionDep = Annotated[Session, Depends(get_session)]
+SettingsDep = Annotated[Settings, Depends(get_app_settings)]
+
+_bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer lethe_...`")
+_header = APIKeyHeader(name="X-API-Key", auto_error=False, description="or `X-API-Key: lethe_...`")
+
+
+def _client(
+    request: Request,
+    bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
+    header: Annotated[str | None, Depends(_header)],
+) -> Client:
+    token = bearer.credentials if bearer is not None else header
+    if not token:
+        raise Unauthorized(
+            "send an API key as `Authorization: Bearer <key>` or `X-API-Key`",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    factory = request.app.state.session_factory
+    with factory() as session:
+        client = authenticate(session=session, token=token)
+    if client is None:
+        raise Unauthorized(
+            "the API key is unknown or revoked", headers={"WWW-Authenticate": "Bearer"}
+        )
+    return client
+
+
+def require(scope: str) -> Callable[..., Client]:
+    """Dependency: an authenticated client holding `scope` (or `admin`)."""
+
+    def _check(client: Annotated[Client, Depends(_client)]) -> Client:
+        if not client.has_scope(scope):
+            raise Forbidden(f"this API key lacks the `{scope}` scope")
+        return client
+
+    return _check

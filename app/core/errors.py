@@ -1,0 +1,156 @@
+"""Errors the service raises, rendered as RFC 9457 problem+json in one place.
+
+    LetheError (500)
+    ├── BadRequest (400)
+    ├── Unauthorized (401)
+    ├── Forbidden (403)
+    ├── NotFound (404)
+    ├── Conflict (409)
+    ├── PreconditionFailed (412)
+    ├── PayloadTooLarge (413)
+    ├── RangeNotSatisfiable (416)
+    ├── Unprocessable (422)
+    │   └── UnknownSamples (422, lists the ids)
+    └── ServiceUnavailable (503)
+
+Every problem has a stable `type` URI under PROBLEM_BASE, a `title`, a `detail`
+that says what to fix, and optional extension members.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from sqlalchemy.exc import OperationalError
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+PROBLEM_BASE = "https://lethe.dev/problems/"
+PROBLEM_JSON = "application/problem+json"
+
+log = logging.getLogger("lethe.errors")
+
+
+class LetheError(Exception):
+    status = 500
+    type = "internal-error"
+    title = "Internal server error"
+
+    def __init__(self, detail: str, *, headers: dict[str, str] | None = None, **extra: Any):
+        super().__init__(detail)
+        self.detail = detail
+        self.headers = headers
+        self.extra = extra
+
+    def to_problem(self, instance: str | None = None) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "type": PROBLEM_BASE + self.type,
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+        }
+        if instance:
+            body["instance"] = instance
+        body.update(self.extra)
+        return body
+
+
+class BadRequest(LetheError):
+    status, type, title = 400, "bad-request", "Bad request"
+
+
+class Unauthorized(LetheError):
+    status, type, title = 401, "unauthorized", "Missing or invalid API key"
+
+
+class Forbidden(LetheError):
+    status, type, title = 403, "forbidden", "Not allowed"
+
+
+class NotFound(LetheError):
+    status, type, title = 404, "not-found", "Not found"
+
+
+class Conflict(LetheError):
+    status, type, title = 409, "conflict", "Conflict with the current state"
+
+
+class PreconditionFailed(LetheError):
+    status, type, title = 412, "precondition-failed", "Precondition failed"
+
+
+class PayloadTooLarge(LetheError):
+    status, type, title = 413, "payload-too-large", "Request body too large"
+
+
+class RangeNotSatisfiable(LetheError):
+    status, type, title = 416, "range-not-satisfiable", "Range not satisfiable"
+
+
+class Unprocessable(LetheError):
+    status, type, title = 422, "unprocessable", "The request cannot be processed"
+
+
+class UnknownSamples(Unprocessable):
+    type, title = "unknown-samples", "Unknown sample ids"
+
+
+class ServiceUnavailable(LetheError):
+    status, type, title = 503, "service-unavailable", "Service temporarily unavailable"
+
+
+def problem_response(err: LetheError, request: Request) -> JSONResponse:
+    return JSONResponse(
+        err.to_problem(instance=request.url.path),
+        status_code=err.status,
+        media_type=PROBLEM_JSON,
+        headers=err.headers,
+    )
+
+
+def _pointer(loc: tuple[Any, ...]) -> str:
+    return "/" + "/".join(str(p).replace("~", "~0").replace("/", "~1") for p in loc)
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(LetheError)
+    async def _lethe(request: Request, exc: LetheError) -> JSONResponse:
+        return problem_response(exc, request)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation(request: Request, exc: RequestValidationError) -> JSONResponse:
+        errors = [
+            {"pointer": _pointer(tuple(e.get("loc", ()))), "detail": e.get("msg", "invalid")}
+            for e in exc.errors()
+        ]
+        err = Unprocessable(
+            "the request is invalid: see `errors` for each field to fix", errors=errors
+        )
+        err.type = "validation-error"
+        err.title = "Validation failed"
+        return problem_response(err, request)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        err = LetheError(str(exc.detail), headers=dict(exc.headers or {}))
+        err.status = exc.status_code
+        err.type = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
+        err.title = str(exc.detail)
+        return problem_response(err, request)
+
+    @app.exception_handler(OperationalError)
+    async def _db_down(request: Request, exc: OperationalError) -> JSONResponse:
+        log.warning("database unavailable: %s", exc.__class__.__name__)
+        err = ServiceUnavailable(
+            "the database is unreachable; nothing was changed, retry later",
+            headers={"Retry-After": "5"},
+        )
+        return problem_response(err, request)
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return problem_response(LetheError("an unexpected error occurred"), request)

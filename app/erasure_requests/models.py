@@ -1,0 +1,62 @@
+"""ORM: erasure requests and the training samples each one names."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+
+from sqlalchemy import Enum, ForeignKey, Index, String
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.core.db import Base, utcnow
+
+
+class RequestStatus(enum.StrEnum):
+    received = "received"
+    queued = "queued"
+    running = "running"
+    completed = "completed"
+    canceled = "canceled"
+    denied = "denied"
+    failed = "failed"
+
+
+FINAL_STATUSES = frozenset(
+    {RequestStatus.completed, RequestStatus.canceled, RequestStatus.denied, RequestStatus.failed}
+)
+
+
+class ErasureRequest(Base):
+    __tablename__ = "erasure_requests"
+    __table_args__ = (
+        Index("ix_erasure_requests_model_status", "model_id", "status"),
+        Index("ix_erasure_requests_received", "received_at", "id"),
+    )
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    subject_request_id: Mapped[str] = mapped_column(String(36), unique=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id"))
+    regulation: Mapped[str] = mapped_column(String(32))
+    status: Mapped[RequestStatus] = mapped_column(
+        Enum(RequestStatus, native_enum=False, length=16, validate_strings=True)
+    )
+    status_reason: Mapped[str | None] = mapped_column(String(1024))
+    submitted_time: Mapped[datetime]
+    received_at: Mapped[datetime] = mapped_column(default=utcnow)
+    due_at: Mapped[datetime]
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    completed_at: Mapped[datetime | None]
+    job_id: Mapped[str | None] = mapped_column(ForeignKey("jobs.id"))
+    result_version: Mapped[int | None]
+    attempts: Mapped[int] = mapped_column(default=0)
+    """Jobs that tried this request and failed."""
+    sample_count: Mapped[int]
+    callback_urls: Mapped[list[str]]
+    client: Mapped[str] = mapped_column(String(128))
+
+
+class ErasureRequestSample(Base):
+    __tablename__ = "erasure_request_samples"
+
+    request_id: Mapped[str] = mapped_column(ForeignKey("erasure_requests.id"), primary_key=True)
+    sample_id: Mapped[str] = mapped_column(String(256), primary_key=True)

@@ -1,0 +1,89 @@
+"""HTTP routes for erasure requests: translate HTTP to service calls, nothing else."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from uuid import UUID
+
+from fastapi import APIRouter, Depends, Query, Response, status
+
+from app.auth.service import Client
+from app.core.deps import SessionDep, SettingsDep, require
+from app.erasure_requests import service
+from app.erasure_requests.models import RequestStatus
+from app.erasure_requests.schemas import (
+    ErasureRequestCreate,
+    ErasureRequestList,
+    ErasureRequestRead,
+)
+
+router = APIRouter(prefix="/v1/erasure-requests", tags=["erasure requests"])
+Writer = Annotated[Client, Depends(require("erasure:write"))]
+Reader = Annotated[Client, Depends(require("erasure:read"))]
+
+
+@router.post(
+    "",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=ErasureRequestRead,
+    responses={
+        200: {
+            "model": ErasureRequestRead,
+            "description": "a duplicate subject_request_id: the original",
+        }
+    },
+)
+def submit_request(
+    body: ErasureRequestCreate,
+    session: SessionDep,
+    settings: SettingsDep,
+    client: Writer,
+    response: Response,
+) -> ErasureRequestRead:
+    req, created = service.submit(session=session, body=body, client=client, settings=settings)
+    if not created:
+        response.status_code = status.HTTP_200_OK
+    response.headers["Location"] = f"/v1/erasure-requests/{req.id}"
+    return service.to_read(session, req)
+
+
+@router.get("/{request_id}", response_model=ErasureRequestRead)
+def get_request(request_id: UUID, session: SessionDep, client: Reader) -> ErasureRequestRead:
+    req = service.get_request(session=session, request_id=str(request_id), client=client)
+    return service.to_read(session, req)
+
+
+@router.get("/{request_id}/samples", response_model=list[str])
+def get_request_samples(request_id: UUID, session: SessionDep, client: Reader) -> list[str]:
+    req = service.get_request(session=session, request_id=str(request_id), client=client)
+    return service.sample_ids_of(session=session, request_id=req.id)
+
+
+@router.get("", response_model=ErasureRequestList)
+def list_requests(
+    session: SessionDep,
+    client: Reader,
+    status_: Annotated[RequestStatus | None, Query(alias="status")] = None,
+    model: str | None = None,
+    overdue: bool | None = None,
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=500)] = 50,
+) -> ErasureRequestList:
+    rows, next_cursor = service.list_requests(
+        session=session,
+        client=client,
+        status=status_,
+        model=model,
+        overdue=overdue,
+        cursor=cursor,
+        limit=limit,
+    )
+    return ErasureRequestList(
+        items=[service.to_read(session, r) for r in rows], next_cursor=next_cursor
+    )
+
+
+@router.delete("/{request_id}", response_model=ErasureRequestRead)
+def cancel_request(request_id: UUID, session: SessionDep, client: Writer) -> ErasureRequestRead:
+    req = service.get_request(session=session, request_id=str(request_id), client=client)
+    return service.to_read(session, service.cancel(session=session, req=req, client=client))

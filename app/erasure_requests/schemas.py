@@ -1,0 +1,77 @@
+"""Request and response bodies of the erasure-request API."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+from uuid import UUID
+
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, HttpUrl, model_validator
+
+from app.erasure_requests.models import RequestStatus
+
+
+class SubjectIdentity(BaseModel):
+    """An identity of the data subject, as in OpenDSR. Only its keyed hash is stored."""
+
+    model_config = ConfigDict(extra="forbid")
+    identity_type: Literal["email", "user_id", "phone_number", "customer_id", "controller_id"]
+    identity_value: str = Field(min_length=1, max_length=512)
+    identity_format: Literal["raw"] = "raw"
+
+
+class ErasureRequestCreate(BaseModel):
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "subject_request_id": "5f7a2a4e-9c3b-4f0e-8a53-2f1c8d7b9e10",
+                    "regulation": "gdpr",
+                    "submitted_time": "2026-11-26T10:00:00Z",
+                    "model": "digits-cnn",
+                    "sample_ids": ["digits-00001", "digits-00002"],
+                }
+            ]
+        },
+    )
+    subject_request_id: UUID
+    regulation: Literal["gdpr", "ccpa", "lgpd", "uk-gdpr"] = "gdpr"
+    submitted_time: AwareDatetime
+    model: str = Field(min_length=1, max_length=128)
+    sample_ids: list[str] | None = Field(None, min_length=1)
+    subject_identities: list[SubjectIdentity] | None = Field(None, min_length=1, max_length=100)
+    status_callback_urls: list[HttpUrl] = Field(default_factory=list, max_length=10)
+
+    @model_validator(mode="after")
+    def _one_selector(self) -> ErasureRequestCreate:
+        if (self.sample_ids is None) == (self.subject_identities is None):
+            raise ValueError("give exactly one of `sample_ids` or `subject_identities`")
+        for sid in self.sample_ids or []:
+            if not sid or len(sid) > 256 or any(ord(c) < 32 or ord(c) == 127 for c in sid):
+                raise ValueError("sample ids are 1-256 characters without control characters")
+        return self
+
+
+class ErasureRequestRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    id: UUID
+    subject_request_id: UUID
+    model: str
+    regulation: str
+    status: RequestStatus
+    status_reason: str | None
+    sample_count: int
+    submitted_time: datetime
+    received_at: datetime
+    due_at: datetime
+    days_left: int
+    overdue: bool
+    job_id: UUID | None
+    result_version: int | None
+    completed_at: datetime | None
+
+
+class ErasureRequestList(BaseModel):
+    items: list[ErasureRequestRead]
+    next_cursor: str | None

@@ -1,0 +1,254 @@
+"""Erasure requests: submit, read, list, cancel."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import uuid
+from datetime import datetime
+
+from sqlalchemy import insert, select, tuple_
+from sqlalchemy.orm import Session
+
+from app.audit import service as audit
+from app.auth.service import Client
+from app.core.config import Settings
+from app.core.db import utcnow
+from app.core.deadlines import add_months, days_left
+from app.core.errors import BadRequest, Conflict, Forbidden, NotFound, UnknownSamples, Unprocessable
+from app.core.subjects import subject_ref
+from app.erasure_requests.models import (
+    FINAL_STATUSES,
+    ErasureRequest,
+    ErasureRequestSample,
+    RequestStatus,
+)
+from app.erasure_requests.schemas import ErasureRequestCreate, ErasureRequestRead
+from app.jobs import service as jobs_service
+from app.models import service as models_service
+from app.models.models import Model
+
+
+def _resolve_samples(
+    session: Session, model: Model, body: ErasureRequestCreate, settings: Settings
+) -> list[str]:
+    if body.sample_ids is not None:
+        ids = list(dict.fromkeys(body.sample_ids))
+        if len(ids) > settings.max_ids_per_request:
+            raise Unprocessable(
+                f"{len(ids)} sample ids exceed the limit of {settings.max_ids_per_request} "
+                "per request; split the request"
+            )
+        unknown = models_service.unknown_sample_ids(
+            session=session, model_id=model.id, sample_ids=ids
+        )
+        if unknown:
+            raise UnknownSamples(
+                f"{len(unknown)} sample id(s) are not in the training set of {model.name!r}; "
+                "nothing was stored",
+                unknown_sample_ids=unknown[:1000],
+                unknown_count=len(unknown),
+            )
+        return ids
+    secret = settings.secret_key.get_secret_value()
+    refs = [
+        subject_ref(secret, i.identity_type, i.identity_value)
+        for i in body.subject_identities or []
+    ]
+    ids = models_service.samples_of_subjects(session=session, model_id=model.id, subject_refs=refs)
+    if not ids:
+        raise Unprocessable(
+            f"no training sample of {model.name!r} belongs to the given subject identities; "
+            "nothing was stored"
+        )
+    return ids
+
+
+def submit(
+    *, session: Session, body: ErasureRequestCreate, client: Client, settings: Settings
+) -> tuple[ErasureRequest, bool]:
+    """Store a new request (and batch it). Returns (request, created); a repeated
+    `subject_request_id` with the same content returns the original with created=False."""
+    model = session.scalar(select(Model).where(Model.name == body.model))
+    if model is None:
+        raise Unprocessable(
+            f"no model named {body.model!r}; GET /v1/models lists them",
+            errors=[{"pointer": "/model", "detail": "unknown model"}],
+        )
+    if not client.may_use_model(model.name):
+        raise Forbidden(f"this API key may not act on model {model.name!r}")
+    srid = str(body.subject_request_id)
+    existing = session.scalar(
+        select(ErasureRequest).where(ErasureRequest.subject_request_id == srid)
+    )
+    sample_ids = _resolve_samples(session, model, body, settings)
+    if existing is not None:
+        same = existing.model_id == model.id and set(sample_ids) == set(
+            session.scalars(
+                select(ErasureRequestSample.sample_id).where(
+                    ErasureRequestSample.request_id == existing.id
+                )
+            )
+        )
+        if not same:
+            raise Conflict(
+                f"subject_request_id {srid} was already used for a different request",
+                existing_request_id=existing.id,
+            )
+        return existing, False
+    now = utcnow()
+    req = ErasureRequest(
+        id=str(uuid.uuid4()),
+        subject_request_id=srid,
+        model_id=model.id,
+        regulation=body.regulation,
+        status=RequestStatus.received,
+        submitted_time=body.submitted_time,
+        received_at=now,
+        due_at=add_months(now, 1),
+        updated_at=now,
+        sample_count=len(sample_ids),
+        callback_urls=[str(u) for u in body.status_callback_urls],
+        client=client.name,
+    )
+    session.add(req)
+    session.flush()
+    session.execute(
+        insert(ErasureRequestSample), [{"request_id": req.id, "sample_id": s} for s in sample_ids]
+    )
+    audit.append(
+        session=session,
+        type="request.received",
+        actor=client.actor,
+        subject=f"request:{req.id}",
+        data={
+            "model": model.name,
+            "samples": len(sample_ids),
+            "regulation": body.regulation,
+            "due_at": req.due_at.isoformat(),
+            "by_subject": body.subject_identities is not None,
+        },
+    )
+    jobs_service.schedule_model(session=session, model_id=model.id, settings=settings, now=now)
+    session.refresh(req)
+    return req, True
+
+
+def get_request(*, session: Session, request_id: str, client: Client) -> ErasureRequest:
+    req = session.get(ErasureRequest, request_id)
+    if req is None:
+        raise NotFound(f"no erasure request {request_id}")
+    model = session.get(Model, req.model_id)
+    if model is not None and not client.may_use_model(model.name):
+        raise Forbidden(f"this API key may not act on model {model.name!r}")
+    return req
+
+
+def sample_ids_of(*, session: Session, request_id: str) -> list[str]:
+    return list(
+        session.scalars(
+            select(ErasureRequestSample.sample_id)
+            .where(ErasureRequestSample.request_id == request_id)
+            .order_by(ErasureRequestSample.sample_id)
+        )
+    )
+
+
+def to_read(
+    session: Session, req: ErasureRequest, now: datetime | None = None
+) -> ErasureRequestRead:
+    now = now or utcnow()
+    model = session.get(Model, req.model_id)
+    assert model is not None
+    open_ = req.status not in FINAL_STATUSES
+    return ErasureRequestRead(
+        id=uuid.UUID(req.id),
+        subject_request_id=uuid.UUID(req.subject_request_id),
+        model=model.name,
+        regulation=req.regulation,
+        status=req.status,
+        status_reason=req.status_reason,
+        sample_count=req.sample_count,
+        submitted_time=req.submitted_time,
+        received_at=req.received_at,
+        due_at=req.due_at,
+        days_left=days_left(req.due_at, now),
+        overdue=open_ and req.due_at < now,
+        job_id=uuid.UUID(req.job_id) if req.job_id else None,
+        result_version=req.result_version,
+        completed_at=req.completed_at,
+    )
+
+
+def _encode_cursor(req: ErasureRequest) -> str:
+    raw = json.dumps([req.received_at.isoformat(), req.id]).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def _decode_cursor(cursor: str) -> tuple[datetime, str]:
+    try:
+        raw = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4))
+        stamp, rid = json.loads(raw)
+        return datetime.fromisoformat(stamp), str(rid)
+    except (ValueError, binascii.Error, TypeError) as exc:
+        raise BadRequest("the cursor is not one this API returned; start without it") from exc
+
+
+def list_requests(
+    *,
+    session: Session,
+    client: Client,
+    status: RequestStatus | None,
+    model: str | None,
+    overdue: bool | None,
+    cursor: str | None,
+    limit: int,
+) -> tuple[list[ErasureRequest], str | None]:
+    q = select(ErasureRequest)
+    if model is not None:
+        q = q.where(
+            ErasureRequest.model_id == models_service.get_model(session=session, name=model).id
+        )
+    if client.models is not None:
+        allowed = select(Model.id).where(Model.name.in_(sorted(client.models)))
+        q = q.where(ErasureRequest.model_id.in_(allowed))
+    if status is not None:
+        q = q.where(ErasureRequest.status == status)
+    if overdue is not None:
+        now = utcnow()
+        open_statuses = [s for s in RequestStatus if s not in FINAL_STATUSES]
+        late = ErasureRequest.status.in_(open_statuses) & (ErasureRequest.due_at < now)
+        q = q.where(late if overdue else ~late)
+    if cursor:
+        stamp, rid = _decode_cursor(cursor)
+        q = q.where(tuple_(ErasureRequest.received_at, ErasureRequest.id) > tuple_(stamp, rid))
+    rows = list(
+        session.scalars(q.order_by(ErasureRequest.received_at, ErasureRequest.id).limit(limit + 1))
+    )
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return rows, (_encode_cursor(rows[-1]) if more and rows else None)
+
+
+def cancel(*, session: Session, req: ErasureRequest, client: Client) -> ErasureRequest:
+    if req.status in (RequestStatus.received, RequestStatus.queued):
+        req.status, req.status_reason = RequestStatus.canceled, "canceled by the requester"
+        req.completed_at = req.updated_at = utcnow()
+        audit.append(
+            session=session,
+            type="request.canceled",
+            actor=client.actor,
+            subject=f"request:{req.id}",
+            data={},
+        )
+        return req
+    if req.status == RequestStatus.canceled:
+        return req
+    if req.status == RequestStatus.running:
+        raise Conflict(
+            f"request {req.id} is already being erased by job {req.job_id}; "
+            "it can no longer be canceled",
+            job_id=req.job_id,
+        )
+    raise Conflict(f"request {req.id} is {req.status.value}; only pending requests can be canceled")

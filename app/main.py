@@ -1,0 +1,66 @@
+"""The ASGI application. Never imports torch: jobs are handed to a Dispatcher."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI
+
+from app.audit.router import router as audit_router
+from app.core.config import Settings, get_settings
+from app.core.db import Dispatcher, make_engine, make_session_factory
+from app.core.errors import install_error_handlers
+from app.erasure_requests.router import router as requests_router
+from app.health.router import router as health_router
+from app.jobs.router import router as jobs_router
+from app.models.router import router as models_router
+from models_store import open_store
+
+log = logging.getLogger("lethe.app")
+
+
+class NoDispatcher:
+    """Used when nothing runs jobs in this process (the periodic scheduler re-dispatches)."""
+
+    def dispatch(self, job_id: str) -> None:
+        log.info("job %s queued; no dispatcher in this process", job_id)
+
+
+def open_settings_store(settings: Settings) -> Any:
+    secret = settings.s3_secret_access_key
+    return open_store(
+        settings.resolved_store_url,
+        s3_endpoint_url=settings.s3_endpoint_url,
+        s3_region=settings.s3_region,
+        s3_access_key_id=settings.s3_access_key_id,
+        s3_secret_access_key=secret.get_secret_value() if secret else None,
+    )
+
+
+def create_app(
+    settings: Settings | None = None,
+    *,
+    dispatcher: Dispatcher | None = None,
+    session_factory: Any = None,
+    store: Any = None,
+    lifespan: Any = None,
+) -> FastAPI:
+    settings = settings or get_settings()
+    app = FastAPI(
+        title="Lethe",
+        version="0.1.0",
+        description="GDPR Art. 17 erasure for trained PyTorch classifiers: requests in, "
+        "unlearned and verified model versions out, with a hash-chained audit trail.",
+        lifespan=lifespan,
+    )
+    app.state.settings = settings
+    app.state.session_factory = session_factory or make_session_factory(
+        make_engine(settings.resolved_database_url)
+    )
+    app.state.store = store or open_settings_store(settings)
+    app.state.dispatcher = dispatcher or NoDispatcher()
+    install_error_handlers(app)
+    for router in (health_router, requests_router, jobs_router, models_router, audit_router):
+        app.include_router(router)
+    return app

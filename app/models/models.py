@@ -1,0 +1,81 @@
+"""ORM: registered models, their immutable versions, training-set manifests, aliases."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import BigInteger, ForeignKey, Index, String, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column
+
+from app.core.db import Base, utcnow
+
+
+class Model(Base):
+    __tablename__ = "models"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    name: Mapped[str] = mapped_column(String(128), unique=True)
+    architecture: Mapped[str] = mapped_column(String(128))
+    num_classes: Mapped[int]
+    dataset_id: Mapped[str] = mapped_column(String(128))
+    dataset_params: Mapped[dict[str, Any]]
+    auto_promote: Mapped[bool] = mapped_column(default=True)
+    """Whether a newly published version moves the `production` alias."""
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ModelVersion(Base):
+    __tablename__ = "model_versions"
+    __table_args__ = (UniqueConstraint("model_id", "number"),)
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id"))
+    number: Mapped[int]
+    parent_number: Mapped[int | None]
+    job_id: Mapped[str | None] = mapped_column(String(36), unique=True)
+    """The job that produced it; unique, so a redelivered job never publishes twice."""
+    method: Mapped[str] = mapped_column(String(64))
+    params: Mapped[dict[str, Any]]
+    metrics: Mapped[dict[str, Any]]
+    request_ids: Mapped[list[str]]
+    erased_count: Mapped[int] = mapped_column(default=0)
+    """Training samples erased in this lineage up to and including this version."""
+    checkpoint_sha256: Mapped[str] = mapped_column(String(64))
+    checkpoint_size: Mapped[int] = mapped_column(BigInteger)
+    stored_bytes: Mapped[int] = mapped_column(BigInteger)
+    """Bytes this version added to the store (only the tensors that changed)."""
+    created_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class TrainingSample(Base):
+    __tablename__ = "training_samples"
+    __table_args__ = (Index("ix_training_samples_subject", "model_id", "subject_ref"),)
+
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id"), primary_key=True)
+    sample_id: Mapped[str] = mapped_column(String(256), primary_key=True)
+    label: Mapped[int]
+    subject_ref: Mapped[str | None] = mapped_column(String(64))
+    """Keyed hash (HMAC-SHA256) of the data subject's identity; never the raw identity."""
+    erased_in_version: Mapped[int | None]
+
+
+class Alias(Base):
+    __tablename__ = "aliases"
+
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id"), primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    version_number: Mapped[int]
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class AliasMove(Base):
+    __tablename__ = "alias_moves"
+
+    id: Mapped[int] = mapped_column(primary_key=True)
+    model_id: Mapped[int] = mapped_column(ForeignKey("models.id"))
+    alias: Mapped[str] = mapped_column(String(64))
+    from_version: Mapped[int | None]
+    to_version: Mapped[int]
+    actor: Mapped[str] = mapped_column(String(128))
+    moved_at: Mapped[datetime] = mapped_column(default=utcnow)

@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict
+
+
+class ModelRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    name: str
+    architecture: str
+    num_classes: int
+    dataset_id: str
+    auto_promote: bool
+    latest_version: int
+    training_samples: int
+    created_at: datetime
+
+
+class ModelList(BaseModel):
+    items: list[ModelRead]
+
+
+class VersionRead(BaseModel):
+    """A version's manifest: lineage, what it erased, how, how well, and its checkpoint."""
+
+    model_config = ConfigDict(from_attributes=True)
+    model: str
+    number: int
+    parent_number: int | None
+    job_id: str | None
+    method: str
+    params: dict[str, Any]
+    metrics: dict[str, Any]
+    request_ids: list[str]
+    erased_sample_ids: list[str] | None = None
+    """Samples erased in this version (not earlier ones); listed on the single-version route."""
+    erased_count: int
+    checkpoint_sha256: str
+    checkpoint_size: int
+    stored_bytes: int
+    created_at: datetime
+
+
+class VersionList(BaseModel):
+    items: list[VersionRead]
+
+
+class AliasRead(BaseModel):
+    model: str
+    alias: str
+    version: int
+    updated_at: datetime

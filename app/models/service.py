@@ -1,0 +1,210 @@
+"""Registered models, versions, training-set manifests and aliases."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from sqlalchemy import func, insert, select
+from sqlalchemy.orm import Session
+
+from app.audit import service as audit
+from app.core.db import utcnow
+from app.core.errors import Conflict, NotFound
+from app.models.models import Alias, AliasMove, Model, ModelVersion, TrainingSample
+
+PRODUCTION = "production"
+
+
+@dataclass(frozen=True)
+class SampleRow:
+    sample_id: str
+    label: int
+    subject_ref: str | None = None
+
+
+def get_model(*, session: Session, name: str) -> Model:
+    model = session.scalar(select(Model).where(Model.name == name))
+    if model is None:
+        raise NotFound(f"no model named {name!r}; GET /v1/models lists the registered ones")
+    return model
+
+
+def list_models(*, session: Session) -> list[Model]:
+    return list(session.scalars(select(Model).order_by(Model.name)))
+
+
+def latest_version(*, session: Session, model_id: int) -> ModelVersion | None:
+    return session.scalar(
+        select(ModelVersion)
+        .where(ModelVersion.model_id == model_id)
+        .order_by(ModelVersion.number.desc())
+        .limit(1)
+    )
+
+
+def get_version(*, session: Session, model: Model, number: int) -> ModelVersion:
+    version = session.scalar(
+        select(ModelVersion).where(ModelVersion.model_id == model.id, ModelVersion.number == number)
+    )
+    if version is None:
+        raise NotFound(f"model {model.name!r} has no version {number}")
+    return version
+
+
+def list_versions(*, session: Session, model: Model) -> list[ModelVersion]:
+    return list(
+        session.scalars(
+            select(ModelVersion)
+            .where(ModelVersion.model_id == model.id)
+            .order_by(ModelVersion.number)
+        )
+    )
+
+
+def register_model(
+    *,
+    session: Session,
+    name: str,
+    architecture: str,
+    num_classes: int,
+    dataset_id: str,
+    dataset_params: dict[str, Any],
+    samples: Iterable[SampleRow],
+    checkpoint_sha256: str,
+    checkpoint_size: int,
+    stored_bytes: int,
+    metrics: dict[str, Any],
+    actor: str,
+    auto_promote: bool = True,
+) -> Model:
+    """Register a model with version 1 and its training-set manifest (inserted in bulk)."""
+    if session.scalar(select(Model.id).where(Model.name == name)) is not None:
+        raise Conflict(f"a model named {name!r} already exists")
+    model = Model(
+        name=name,
+        architecture=architecture,
+        num_classes=num_classes,
+        dataset_id=dataset_id,
+        dataset_params=dataset_params,
+        auto_promote=auto_promote,
+    )
+    session.add(model)
+    session.flush()
+    rows = [
+        {
+            "model_id": model.id,
+            "sample_id": s.sample_id,
+            "label": s.label,
+            "subject_ref": s.subject_ref,
+            "erased_in_version": None,
+        }
+        for s in samples
+    ]
+    for start in range(0, len(rows), 10_000):
+        session.execute(insert(TrainingSample), rows[start : start + 10_000])
+    session.add(
+        ModelVersion(
+            model_id=model.id,
+            number=1,
+            parent_number=None,
+            job_id=None,
+            method="registered",
+            params={},
+            metrics=metrics,
+            request_ids=[],
+            erased_count=0,
+            checkpoint_sha256=checkpoint_sha256,
+            checkpoint_size=checkpoint_size,
+            stored_bytes=stored_bytes,
+        )
+    )
+    move_alias(session=session, model=model, alias=PRODUCTION, number=1, actor=actor)
+    audit.append(
+        session=session,
+        type="model.registered",
+        actor=actor,
+        subject=f"model:{name}",
+        data={
+            "architecture": architecture,
+            "dataset": dataset_id,
+            "samples": len(rows),
+            "checkpoint_sha256": checkpoint_sha256,
+        },
+    )
+    return model
+
+
+def move_alias(*, session: Session, model: Model, alias: str, number: int, actor: str) -> Alias:
+    row = session.get(Alias, (model.id, alias))
+    previous = row.version_number if row else None
+    if row is None:
+        row = Alias(model_id=model.id, name=alias, version_number=number)
+        session.add(row)
+    else:
+        row.version_number, row.updated_at = number, utcnow()
+    session.add(
+        AliasMove(
+            model_id=model.id, alias=alias, from_version=previous, to_version=number, actor=actor
+        )
+    )
+    audit.append(
+        session=session,
+        type="alias.moved",
+        actor=actor,
+        subject=f"model:{model.name}",
+        data={"alias": alias, "from": previous, "to": number},
+    )
+    return row
+
+
+def unknown_sample_ids(*, session: Session, model_id: int, sample_ids: Sequence[str]) -> list[str]:
+    """Ids in `sample_ids` that are not in the model's training set (order kept)."""
+    known: set[str] = set()
+    for start in range(0, len(sample_ids), 5_000):
+        chunk = list(sample_ids[start : start + 5_000])
+        known.update(
+            session.scalars(
+                select(TrainingSample.sample_id).where(
+                    TrainingSample.model_id == model_id, TrainingSample.sample_id.in_(chunk)
+                )
+            )
+        )
+    return [s for s in sample_ids if s not in known]
+
+
+def samples_of_subjects(
+    *, session: Session, model_id: int, subject_refs: Sequence[str]
+) -> list[str]:
+    return list(
+        session.scalars(
+            select(TrainingSample.sample_id)
+            .where(
+                TrainingSample.model_id == model_id,
+                TrainingSample.subject_ref.in_(list(subject_refs)),
+            )
+            .order_by(TrainingSample.sample_id)
+        )
+    )
+
+
+def erased_sample_ids(*, session: Session, model_id: int) -> list[str]:
+    return list(
+        session.scalars(
+            select(TrainingSample.sample_id).where(
+                TrainingSample.model_id == model_id, TrainingSample.erased_in_version.is_not(None)
+            )
+        )
+    )
+
+
+def count_samples(*, session: Session, model_id: int) -> int:
+    return (
+        session.scalar(
+            select(func.count())
+            .select_from(TrainingSample)
+            .where(TrainingSample.model_id == model_id)
+        )
+        or 0
+    )

@@ -1,0 +1,186 @@
+"""The erasure-request contract: validation, nothing stored on refusal, auth, idempotent
+duplicates, cancel, list with cursors, deadlines, and the audit chain behind it."""
+
+from __future__ import annotations
+
+import itertools
+from typing import Any
+
+from sqlalchemy import func, select
+
+from tests.conftest import create_key
+from tests.helpers import erasure_body, training_ids
+
+
+def _count_requests(rt: Any) -> int:
+    from app.core.db import session_scope
+    from app.erasure_requests.models import ErasureRequest
+
+    with session_scope(rt.session_factory, None) as s:
+        return s.scalar(select(func.count()).select_from(ErasureRequest)) or 0
+
+
+def test_unknown_sample_ids_are_listed_and_nothing_is_stored(
+    api_client: Any, seeded: Any, admin_headers: dict[str, str]
+) -> None:
+    known = training_ids(seeded, limit=2)
+    resp = api_client.post(
+        "/v1/erasure-requests",
+        json=erasure_body([*known, "no-such-1", "no-such-2"]),
+        headers=admin_headers,
+    )
+    assert resp.status_code == 422
+    assert resp.headers["content-type"].startswith("application/problem+json")
+    problem = resp.json()
+    assert problem["type"].endswith("/unknown-samples")
+    assert problem["unknown_sample_ids"] == ["no-such-1", "no-such-2"]
+    assert _count_requests(seeded) == 0
+    assert api_client.dispatched == []
+
+
+def test_invalid_body_gets_problem_with_pointers(
+    api_client: Any, admin_headers: dict[str, str]
+) -> None:
+    resp = api_client.post(
+        "/v1/erasure-requests",
+        headers=admin_headers,
+        json={
+            "subject_request_id": "not-a-uuid",
+            "model": "digits-cnn",
+            "submitted_time": "yesterday",
+            "sample_ids": ["a"],
+        },
+    )
+    assert resp.status_code == 422
+    problem = resp.json()
+    assert problem["type"].endswith("/validation-error")
+    pointers = {e["pointer"] for e in problem["errors"]}
+    assert "/body/subject_request_id" in pointers
+    assert "/body/submitted_time" in pointers
+
+
+def test_both_or_neither_selector_is_refused(
+    api_client: Any, admin_headers: dict[str, str]
+) -> None:
+    body = erasure_body(["x"])
+    del body["sample_ids"]
+    resp = api_client.post("/v1/erasure-requests", json=body, headers=admin_headers)
+    assert resp.status_code == 422
+    assert "exactly one" in resp.text
+
+
+def test_auth_is_required_and_scopes_are_enforced(api_client: Any, seeded: Any) -> None:
+    body = erasure_body(training_ids(seeded, limit=1))
+    assert api_client.post("/v1/erasure-requests", json=body).status_code == 401
+    bad = api_client.post(
+        "/v1/erasure-requests", json=body, headers={"Authorization": "Bearer lethe_nope_nope"}
+    )
+    assert bad.status_code == 401
+    reader = {"X-API-Key": create_key(seeded, ["erasure:read"])}
+    resp = api_client.post("/v1/erasure-requests", json=body, headers=reader)
+    assert resp.status_code == 403 and "erasure:write" in resp.json()["detail"]
+    other_model = {"X-API-Key": create_key(seeded, ["erasure:write"], models=["other"])}
+    assert (
+        api_client.post("/v1/erasure-requests", json=body, headers=other_model).status_code == 403
+    )
+    assert api_client.get("/healthz").status_code == 200
+    assert _count_requests(seeded) == 0
+
+
+def test_submit_get_list_cancel(
+    api_client: Any, seeded: Any, admin_headers: dict[str, str]
+) -> None:
+    ids = training_ids(seeded, limit=6)
+    created = []
+    for i in range(3):
+        resp = api_client.post(
+            "/v1/erasure-requests", json=erasure_body(ids[2 * i : 2 * i + 2]), headers=admin_headers
+        )
+        assert resp.status_code == 202, resp.text
+        created.append(resp.json())
+    first = created[0]
+    assert first["status"] == "queued" and first["sample_count"] == 2
+    assert first["days_left"] in (28, 29, 30, 31)
+    assert first["overdue"] is False
+    # one job per model: all three wait for the same job
+    assert len(api_client.dispatched) == 1
+
+    page1 = api_client.get("/v1/erasure-requests?limit=2", headers=admin_headers).json()
+    assert [r["id"] for r in page1["items"]] == [c["id"] for c in created[:2]]
+    page2 = api_client.get(
+        f"/v1/erasure-requests?limit=2&cursor={page1['next_cursor']}", headers=admin_headers
+    ).json()
+    assert [r["id"] for r in page2["items"]] == [created[2]["id"]]
+    assert page2["next_cursor"] is None
+
+    resp = api_client.delete(f"/v1/erasure-requests/{first['id']}", headers=admin_headers)
+    assert resp.status_code == 200 and resp.json()["status"] == "canceled"
+    queued = api_client.get("/v1/erasure-requests?status=queued", headers=admin_headers).json()
+    assert {r["id"] for r in queued["items"]} == {c["id"] for c in created[1:]}
+    samples = api_client.get(
+        f"/v1/erasure-requests/{created[1]['id']}/samples", headers=admin_headers
+    ).json()
+    assert samples == sorted(ids[2:4])
+
+
+def test_duplicate_subject_request_id_returns_the_original(
+    api_client: Any, seeded: Any, admin_headers: dict[str, str]
+) -> None:
+    body = erasure_body(training_ids(seeded, limit=3))
+    first = api_client.post("/v1/erasure-requests", json=body, headers=admin_headers)
+    again = api_client.post("/v1/erasure-requests", json=body, headers=admin_headers)
+    assert first.status_code == 202 and again.status_code == 200
+    assert again.json()["id"] == first.json()["id"]
+    changed = {**body, "sample_ids": training_ids(seeded, limit=4)}
+    assert (
+        api_client.post("/v1/erasure-requests", json=changed, headers=admin_headers).status_code
+        == 409
+    )
+    assert _count_requests(seeded) == 1
+
+
+def test_subject_identities_find_samples_and_are_not_stored(
+    api_client: Any, seeded: Any, admin_headers: dict[str, str]
+) -> None:
+    from workers.demo import DEMO_DATASET, DEMO_PARAMS
+    from workers.pipeline import load_dataset
+
+    ds = load_dataset(DEMO_DATASET, DEMO_PARAMS)
+    subject = ds.train.subjects[0]
+    expected = sorted(
+        i for i, s in zip(ds.train.ids, ds.train.subjects, strict=True) if s == subject
+    )
+    body = erasure_body([])
+    del body["sample_ids"]
+    body["subject_identities"] = [{"identity_type": "user_id", "identity_value": subject}]
+    resp = api_client.post("/v1/erasure-requests", json=body, headers=admin_headers)
+    assert resp.status_code == 202, resp.text
+    samples = api_client.get(
+        f"/v1/erasure-requests/{resp.json()['id']}/samples", headers=admin_headers
+    ).json()
+    assert samples == expected
+
+    from sqlalchemy import text
+
+    from app.core.db import session_scope
+
+    with session_scope(seeded.session_factory, None) as s:
+        for table in ("training_samples", "erasure_requests", "audit_events"):
+            dump = " ".join(str(r) for r in s.execute(text(f"SELECT * FROM {table}")))
+            assert subject not in dump, f"raw identity stored in {table}"
+
+
+def test_audit_chain_records_and_verifies(
+    api_client: Any, seeded: Any, admin_headers: dict[str, str]
+) -> None:
+    api_client.post(
+        "/v1/erasure-requests",
+        json=erasure_body(training_ids(seeded, limit=1)),
+        headers=admin_headers,
+    )
+    events = api_client.get("/v1/audit", headers=admin_headers).json()["items"]
+    types = [e["type"] for e in events]
+    assert "model.registered" in types and "request.received" in types
+    assert all(b["prev_hash"] == a["hash"] for a, b in itertools.pairwise(events))
+    verdict = api_client.get("/v1/audit/verify", headers=admin_headers).json()
+    assert verdict["ok"] is True and verdict["checked"] == len(events)

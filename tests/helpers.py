@@ -1,0 +1,96 @@
+"""Small helpers for service tests: pick training samples, submit, wait, load checkpoints."""
+
+from __future__ import annotations
+
+import hashlib
+import time
+import uuid
+from typing import Any
+
+from sqlalchemy import select
+
+
+def training_ids(
+    rt: Any, model: str = "digits-cnn", *, label: int | None = None, limit: int | None = None
+) -> list[str]:
+    from app.core.db import session_scope
+    from app.models.models import Model, TrainingSample
+
+    with session_scope(rt.session_factory, None) as s:
+        q = (
+            select(TrainingSample.sample_id)
+            .join(Model, Model.id == TrainingSample.model_id)
+            .where(Model.name == model)
+            .order_by(TrainingSample.sample_id)
+        )
+        if label is not None:
+            q = q.where(TrainingSample.label == label)
+        ids = list(s.scalars(q))
+    return ids[:limit] if limit else ids
+
+
+def erasure_body(sample_ids: list[str], model: str = "digits-cnn", **extra: Any) -> dict[str, Any]:
+    return {
+        "subject_request_id": str(uuid.uuid4()),
+        "regulation": "gdpr",
+        "submitted_time": "2026-11-26T10:00:00Z",
+        "model": model,
+        "sample_ids": sample_ids,
+        **extra,
+    }
+
+
+def wait_for_status(
+    client: Any,
+    request_id: str,
+    headers: dict[str, str],
+    statuses: tuple[str, ...] = ("completed",),
+    timeout: float = 180,
+) -> dict:
+    deadline = time.monotonic() + timeout
+    body: dict = {}
+    while time.monotonic() < deadline:
+        resp = client.get(f"/v1/erasure-requests/{request_id}", headers=headers)
+        assert resp.status_code == 200, resp.text
+        body = resp.json()
+        if body["status"] in statuses:
+            return body
+        if body["status"] in ("failed", "denied", "canceled"):
+            raise AssertionError(f"request ended {body['status']}: {body['status_reason']}")
+        time.sleep(0.25)
+    raise AssertionError(f"request still {body.get('status')} after {timeout}s")
+
+
+def sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def load_model(checkpoint: bytes) -> Any:
+    import unlearning as ul
+
+    return ul.load_checkpoint(checkpoint, arch_id="digits-cnn", num_classes=10)
+
+
+def accuracy_and_confidence(model: Any, ids: list[str]) -> tuple[float, float]:
+    """Accuracy (%) and mean true-label probability of `model` on the digits samples `ids`."""
+    import torch
+
+    from workers.demo import DEMO_DATASET, DEMO_PARAMS
+    from workers.pipeline import load_dataset
+
+    ds = load_dataset(DEMO_DATASET, DEMO_PARAMS)
+    wanted = set(ids)
+    mask = torch.tensor([i in wanted for i in ds.train.ids]) if ids != ["test"] else None
+    split = ds.test if mask is None else ds.train.subset(mask)
+    model.eval()
+    with torch.no_grad():
+        probs = torch.softmax(model(split.x), dim=1)
+    true = probs[torch.arange(len(split.y)), split.y]
+    acc = (probs.argmax(1) == split.y).float().mean().item() * 100
+    return acc, true.mean().item()
+
+
+def download(client: Any, path: str, headers: dict[str, str]) -> tuple[bytes, Any]:
+    resp = client.get(path, headers=headers)
+    assert resp.status_code == 200, resp.text
+    return resp.content, resp.headers

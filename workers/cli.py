@@ -1,0 +1,200 @@
+"""The `lethe` command line: serve, worker, beat, migrate, seed-demo, demo, keys, bench."""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from typing import Annotated
+
+import typer
+
+from app.core.config import get_settings
+
+app = typer.Typer(
+    help="Lethe: GDPR erasure for trained PyTorch classifiers.",
+    no_args_is_help=True,
+    add_completion=False,
+)
+keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
+app.add_typer(keys_app, name="keys")
+
+
+def _logging() -> None:
+    logging.basicConfig(
+        level=get_settings().log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
+@app.command()
+def migrate() -> None:
+    """Apply database migrations (Alembic upgrade head)."""
+    from app.core.migrate import upgrade
+
+    upgrade(get_settings().resolved_database_url)
+    typer.echo("database is at the latest migration")
+
+
+@app.command("seed-demo")
+def seed_demo() -> None:
+    """Train and register the demo model `digits-cnn` unless it exists."""
+    from workers.demo import seed_demo as seed
+    from workers.runtime import build_runtime
+
+    _logging()
+    created = seed(build_runtime(get_settings()))
+    typer.echo("demo model digits-cnn registered" if created else "demo model already present")
+
+
+def _create_key(name: str, scopes: list[str], models: list[str] | None) -> str:
+    from app.auth.service import create_key
+    from app.core.db import make_engine, make_session_factory, session_scope
+
+    factory = make_session_factory(make_engine(get_settings().resolved_database_url))
+    from app.audit import service as audit
+
+    with session_scope(factory, None) as session:
+        row, key = create_key(session=session, name=name, scopes=scopes, models=models)
+        audit.append(
+            session=session,
+            type="key.created",
+            actor="cli",
+            subject=f"key:{row.prefix}",
+            data={"name": name, "scopes": row.scopes},
+        )
+    return key
+
+
+@keys_app.command("create")
+def keys_create(
+    name: Annotated[str, typer.Option(help="who the key is for")],
+    scope: Annotated[list[str], typer.Option(help="repeat for several scopes")],
+    model: Annotated[list[str] | None, typer.Option(help="limit to these models")] = None,
+) -> None:
+    """Create an API key; it is printed once and only its hash is stored."""
+    typer.echo(_create_key(name, scope, model or None))
+
+
+@keys_app.command("list")
+def keys_list() -> None:
+    """List keys (prefix, name, scopes, revoked) without secrets."""
+    from app.auth.service import list_keys
+    from app.core.db import make_engine, make_session_factory, session_scope
+
+    factory = make_session_factory(make_engine(get_settings().resolved_database_url))
+    with session_scope(factory, None) as session:
+        for k in list_keys(session=session):
+            typer.echo(
+                json.dumps(
+                    {
+                        "prefix": k.prefix,
+                        "name": k.name,
+                        "scopes": k.scopes,
+                        "models": k.models,
+                        "revoked": k.revoked_at is not None,
+                    }
+                )
+            )
+
+
+@keys_app.command("revoke")
+def keys_revoke(prefix: str) -> None:
+    """Revoke a key by its prefix (the part after `lethe_`)."""
+    from app.audit import service as audit
+    from app.auth.service import revoke_key
+    from app.core.db import make_engine, make_session_factory, session_scope
+
+    factory = make_session_factory(make_engine(get_settings().resolved_database_url))
+    with session_scope(factory, None) as session:
+        revoke_key(session=session, prefix=prefix)
+        audit.append(session=session, type="key.revoked", actor="cli", subject=f"key:{prefix}")
+    typer.echo(f"key {prefix} revoked")
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option()] = None,
+    port: Annotated[int | None, typer.Option()] = None,
+    workers: Annotated[int, typer.Option(help="uvicorn processes (distributed mode)")] = 1,
+) -> None:
+    """Serve the API (with the in-process worker when no broker is configured)."""
+    import uvicorn
+
+    settings = get_settings()
+    if settings.embedded and workers != 1:
+        raise typer.BadParameter("the embedded default runs one process; set LETHE_BROKER_URL")
+    _logging()
+    uvicorn.run(
+        "workers.asgi:build_app",
+        factory=True,
+        host=host or settings.host,
+        port=port or settings.port,
+        workers=workers,
+        log_level="info",
+    )
+
+
+@app.command()
+def demo(
+    host: Annotated[str | None, typer.Option()] = None,
+    port: Annotated[int | None, typer.Option()] = None,
+) -> None:
+    """Everything for a first look: migrate, seed the demo model, create a key, serve."""
+    migrate()
+    seed_demo()
+    key = _create_key("demo", ["admin"], None)
+    settings = get_settings()
+    url = f"http://{host or settings.host}:{port or settings.port}"
+    typer.echo(
+        f"\nLethe is starting on {url}\nDemo API key (admin): {key}\n  export LETHE_KEY={key}\n",
+        err=False,
+    )
+    sys.stdout.flush()
+    serve(host=host, port=port, workers=1)
+
+
+@app.command()
+def worker(
+    queues: Annotated[str, typer.Option(help="comma-separated queues")] = "gpu,default",
+    concurrency: Annotated[int, typer.Option(help="1 per GPU")] = 1,
+    beat: Annotated[bool, typer.Option(help="also run the periodic reaper")] = False,
+) -> None:
+    """Run a Celery worker (needs LETHE_BROKER_URL)."""
+    if get_settings().embedded:
+        raise typer.BadParameter("set LETHE_BROKER_URL (e.g. redis://localhost:6379/0) first")
+    from workers.celery_app import celery_app
+
+    argv = [
+        "worker",
+        "-Q",
+        queues,
+        "-c",
+        str(concurrency),
+        "--loglevel",
+        "INFO",
+        "--without-gossip",
+        "--without-mingle",
+    ]
+    if beat:
+        argv.append("-B")
+    celery_app.worker_main(argv)
+
+
+@app.command()
+def beat() -> None:
+    """Run Celery beat: the periodic reaper and scheduler."""
+    from workers.celery_app import celery_app
+
+    celery_app.start(["beat", "--loglevel", "INFO"])
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def bench(ctx: typer.Context) -> None:
+    """Benchmark methods against retraining (see `lethe bench --help`)."""
+    from unlearning.bench import main
+
+    raise typer.Exit(main(list(ctx.args)) or 0)
+
+
+if __name__ == "__main__":
+    app()

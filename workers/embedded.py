@@ -1,0 +1,73 @@
+"""The embedded worker: runs jobs in a thread of the API process, plus the periodic
+scheduler/reaper, with the very same pipeline the Celery task runs."""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+
+from sqlalchemy import select
+
+from app.core.db import session_scope
+from app.jobs import service as jobs
+from app.jobs.models import Job, JobStatus
+from workers.pipeline import run_job
+from workers.runtime import Runtime
+
+log = logging.getLogger("lethe.embedded")
+
+
+class EmbeddedWorker:
+    """A Dispatcher that runs each job id on its own worker thread, one at a time."""
+
+    def __init__(self, runtime: Runtime):
+        runtime.dispatcher = self
+        self.rt = runtime
+        self._jobs: queue.Queue[str | None] = queue.Queue()
+        self._stop = threading.Event()
+        self._threads: list[threading.Thread] = []
+
+    def dispatch(self, job_id: str) -> None:
+        self._jobs.put(job_id)
+
+    def start(self) -> None:
+        self._threads = [
+            threading.Thread(target=self._work, name="lethe-embedded-worker", daemon=True),
+            threading.Thread(target=self._tick_loop, name="lethe-embedded-reaper", daemon=True),
+        ]
+        for t in self._threads:
+            t.start()
+        # Jobs queued before a restart are picked up again.
+        with session_scope(self.rt.session_factory, self) as s:
+            for job_id in s.scalars(select(Job.id).where(Job.status == JobStatus.queued)):
+                self.dispatch(job_id)
+
+    def stop(self, timeout: float = 30) -> None:
+        self._stop.set()
+        self._jobs.put(None)
+        for t in self._threads:
+            t.join(timeout=timeout)
+
+    def tick(self) -> None:
+        """Reap stale jobs and schedule waiting requests (the beat task does this in Celery)."""
+        with session_scope(self.rt.session_factory, self) as s:
+            jobs.reap(session=s, settings=self.rt.settings)
+
+    def _work(self) -> None:
+        while not self._stop.is_set():
+            job_id = self._jobs.get()
+            if job_id is None:
+                return
+            try:
+                outcome = run_job(job_id, self.rt)
+                log.info("job %s: %s", job_id, outcome)
+            except Exception:
+                log.exception("embedded worker: job %s crashed", job_id)
+
+    def _tick_loop(self) -> None:
+        while not self._stop.wait(self.rt.settings.reaper_interval_s):
+            try:
+                self.tick()
+            except Exception:
+                log.exception("embedded scheduler tick failed")

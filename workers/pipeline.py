@@ -1,0 +1,256 @@
+"""Turn a claimed job into a published version. The Celery task and the embedded worker
+both call `run_job`; this is the only place that joins the database, the store and the
+engine.
+
+    claim (conditional UPDATE) ─► load base checkpoint + training set ─► unlearn
+        ─► verify (metrics + policy gate) ─► write checkpoint blobs (content-addressed)
+        ─► ONE transaction: version, requests completed, samples erased, alias, audit
+
+Failures before the last step leave nothing published; the job is retried or failed with
+a readable reason (see app.jobs.service.fail_attempt).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import math
+import threading
+from dataclasses import dataclass, field
+from typing import Any
+
+from app.core.config import Settings
+from app.core.db import session_scope
+from app.jobs import service as jobs
+from workers.runtime import Runtime
+
+log = logging.getLogger("lethe.pipeline")
+
+# Share of the job's progress bar each phase spans: (start, end) in [0, 1].
+PHASES = {
+    "loading": (0.0, 0.1),
+    "unlearning": (0.1, 0.8),
+    "verifying": (0.8, 0.95),
+    "publishing": (0.95, 1.0),
+}
+
+
+class PolicyRefused(Exception):
+    """The verification gate refused the result; retrying the same method will not help."""
+
+
+@dataclass
+class Progress:
+    """Where the job is; written to the job row by the heartbeat thread."""
+
+    phase: str = "starting"
+    fraction: float = 0.0
+    lost: threading.Event = field(default_factory=threading.Event)
+
+    def set(self, phase: str, inner: float = 0.0) -> None:
+        start, end = PHASES.get(phase, (self.fraction, self.fraction))
+        self.phase = phase
+        self.fraction = max(self.fraction, start + (end - start) * min(max(inner, 0.0), 1.0))
+
+
+class Heartbeat:
+    """Writes liveness and progress every interval; notices when the job was taken away."""
+
+    def __init__(self, rt: Runtime, job_id: str, attempt: int, progress: Progress):
+        self.rt, self.job_id, self.attempt, self.progress = rt, job_id, attempt, progress
+        self._stop = threading.Event()
+        self._thread = threading.Thread(
+            target=self._run, name=f"heartbeat-{job_id[:8]}", daemon=True
+        )
+
+    def __enter__(self) -> Heartbeat:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._stop.set()
+        self._thread.join(timeout=10)
+
+    def beat(self) -> None:
+        try:
+            with session_scope(self.rt.session_factory, None) as s:
+                owned = jobs.heartbeat(
+                    session=s,
+                    job_id=self.job_id,
+                    attempt=self.attempt,
+                    phase=self.progress.phase,
+                    progress=self.progress.fraction,
+                )
+            if not owned:
+                self.progress.lost.set()
+        except Exception:
+            log.warning("heartbeat for job %s failed; will retry", self.job_id, exc_info=True)
+
+    def _run(self) -> None:
+        interval = self.rt.settings.heartbeat_interval_s
+        while not self._stop.wait(interval):
+            self.beat()
+
+
+def resolve_device(name: str, threads: int = 0) -> Any:
+    import torch
+
+    if threads:
+        torch.set_num_threads(threads)
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(name)
+
+
+@functools.lru_cache(maxsize=4)
+def _dataset(dataset_id: str, params_json: str) -> Any:
+    import unlearning as ul
+
+    return ul.load_dataset(dataset_id, **json.loads(params_json))
+
+
+def load_dataset(dataset_id: str, params: dict[str, Any]) -> Any:
+    """Built-in datasets are deterministic, so one process builds each only once."""
+    return _dataset(dataset_id, json.dumps(params, sort_keys=True))
+
+
+def gate(
+    metrics: dict[str, Any], base_metrics: dict[str, Any], scope: str, settings: Settings
+) -> str | None:
+    """The verification policy: None if the result may be published, else the reason."""
+    if scope in ("class", "mixed"):
+        ua = metrics.get("class_UA", metrics.get("UA"))
+        if ua is not None and ua < settings.policy_min_class_ua:
+            return (
+                f"forgotten class still recognised: UA {ua:.2f} < required "
+                f"{settings.policy_min_class_ua:.2f}"
+            )
+    ta, base_ta = metrics.get("TA"), base_metrics.get("TA")
+    if ta is not None and base_ta is not None and base_ta - ta > settings.policy_max_ta_drop:
+        return (
+            f"test accuracy dropped {base_ta - ta:.2f} points (from {base_ta:.2f} to "
+            f"{ta:.2f}); the limit is {settings.policy_max_ta_drop:.2f}"
+        )
+    return None
+
+
+def _finite(metrics: dict[str, Any]) -> dict[str, Any]:
+    """JSON-safe metrics: NaN and infinities (undefined on empty sets) become None."""
+    out: dict[str, Any] = {}
+    for key, value in metrics.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            value = None
+        elif isinstance(value, dict):
+            value = _finite(value)
+        out[key] = value
+    return out
+
+
+def _unlearn(claim: jobs.Claim, rt: Runtime, progress: Progress) -> jobs.Outcome:
+    import unlearning as ul
+
+    settings = rt.settings
+    device = resolve_device(settings.device, settings.torch_threads)
+    progress.set("loading")
+    ds = load_dataset(claim.dataset_id, claim.dataset_params)
+    base_blob = rt.store.read_checkpoint(rt.store.get_manifest(claim.base_sha256))
+    model = ul.load_checkpoint(base_blob, arch_id=claim.architecture, num_classes=claim.num_classes)
+    forget_ids = sorted(set(claim.erased_sample_ids) | set(claim.new_sample_ids))
+    data = ds.unlearn_data(forget_ids)
+    cache = ul.FeatureCache(settings.resolved_feature_cache_dir)
+    hooks = ul.Hooks(
+        progress=lambda phase, f: progress.set("unlearning", f), should_cancel=progress.lost.is_set
+    )
+    # The parent measured on the same split (class scope leaves the class out of TA), so the
+    # gate compares like with like.
+    parent_metrics = ul.evaluate(model, data, device=device, cache=cache)
+    progress.set("unlearning")
+    methods = [ul.choose_method(data)]
+    if settings.policy_fallback_method and settings.policy_fallback_method not in methods:
+        methods.append(settings.policy_fallback_method)
+    refusals: list[str] = []
+    for method in methods:
+        result = ul.unlearn(model, data, method=method, device=device, hooks=hooks, cache=cache)
+        progress.set("verifying")
+        metrics: dict[str, Any] = dict(
+            ul.evaluate(result.model, data, device=device, cache=cache)  # type: ignore[arg-type]
+        )
+        metrics.update(
+            {
+                "scope": data.scope,
+                "forget_count": len(data.forget),
+                "new_forget_count": len(claim.new_sample_ids),
+                "elapsed_s": round(result.elapsed_s, 4),
+                "device": str(device),
+            }
+        )
+        metrics["parent"] = _finite(parent_metrics)
+        reason = gate(metrics, parent_metrics, data.scope, settings)
+        if reason is None:
+            break
+        refusals.append(f"{method}: {reason}")
+        log.warning("job %s: verification refused %s (%s)", claim.job_id, method, reason)
+    else:
+        raise PolicyRefused("verification gate refused every method: " + "; ".join(refusals))
+    progress.set("publishing")
+    blob = ul.save_checkpoint(
+        result.model,  # type: ignore[arg-type]
+        arch_id=claim.architecture,
+        extra_metadata={
+            "lethe.model": claim.model_name,
+            "lethe.version": str(claim.base_version + 1),
+            "lethe.method": result.method,
+        },
+    )
+    put = rt.store.put_checkpoint(blob)
+    return jobs.Outcome(
+        method=result.method,
+        params=dict(result.config),
+        metrics=_finite(metrics),
+        checkpoint_sha256=put.manifest.sha256,
+        checkpoint_size=put.manifest.size,
+        stored_bytes=put.new_bytes,
+    )
+
+
+def run_job(job_id: str, rt: Runtime) -> str:
+    """Run one job to its end. Returns what happened: not-claimed, published, retrying,
+    failed or lost (another attempt owns the job now)."""
+    with session_scope(rt.session_factory, rt.dispatcher) as s:
+        claim = jobs.claim(session=s, job_id=job_id, worker=rt.worker_name)
+    if claim is None:
+        return "not-claimed"
+    log.info(
+        "job %s claimed (attempt %d, %d requests)", job_id, claim.attempt, len(claim.request_ids)
+    )
+    progress = Progress()
+    try:
+        with Heartbeat(rt, job_id, claim.attempt, progress) as hb:
+            hb.beat()
+            outcome = _unlearn(claim, rt, progress)
+    except Exception as exc:
+        if progress.lost.is_set():
+            log.warning("job %s attempt %d lost ownership; stopping", job_id, claim.attempt)
+            return "lost"
+        log.exception("job %s attempt %d failed", job_id, claim.attempt)
+        with session_scope(rt.session_factory, rt.dispatcher) as s:
+            job = jobs.fail_attempt(
+                session=s,
+                job_id=job_id,
+                attempt=claim.attempt,
+                reason=f"{exc.__class__.__name__}: {exc}",
+                settings=rt.settings,
+                retryable=not isinstance(exc, PolicyRefused),
+                actor=f"worker:{rt.worker_name}",
+            )
+            status = job.status.value if job is not None else "lost"
+        return "retrying" if status == "queued" else status
+    with session_scope(rt.session_factory, rt.dispatcher) as s:
+        version = jobs.publish(
+            session=s, claim=claim, outcome=outcome, settings=rt.settings, worker=rt.worker_name
+        )
+    if version is None:
+        return "lost"
+    log.info("job %s published version %d", job_id, version.number)
+    return "published"

@@ -1,0 +1,35 @@
+"""Celery tasks: thin wrappers that take ids and call the pipeline.
+
+torch (and CUDA) is imported inside the task, in the worker's child process, never in
+the parent before fork.
+"""
+
+from __future__ import annotations
+
+import functools
+
+from app.core.config import get_settings
+from workers.celery_app import REAP, RUN_JOB, CeleryDispatcher, celery_app
+from workers.runtime import Runtime, build_runtime
+
+
+@functools.lru_cache(maxsize=1)
+def runtime() -> Runtime:
+    return build_runtime(get_settings(), CeleryDispatcher(celery_app))
+
+
+@celery_app.task(name=RUN_JOB)
+def run_job(job_id: str) -> str:
+    from workers.pipeline import run_job as run
+
+    return run(job_id, runtime())
+
+
+@celery_app.task(name=REAP)
+def reap() -> int:
+    from app.core.db import session_scope
+    from app.jobs.service import reap as reap_jobs
+
+    rt = runtime()
+    with session_scope(rt.session_factory, rt.dispatcher) as s:
+        return len(reap_jobs(session=s, settings=rt.settings))
