@@ -226,3 +226,125 @@ def api_client(seeded: Any) -> Iterator[Any]:
     with TestClient(app) as client:
         client.dispatched = recorder.sent
         yield client
+
+
+# --- distributed mode: real Celery worker processes over Redis --------------------------
+
+
+def settings_env(settings: Any) -> dict[str, str]:
+    """The LETHE_* environment that reproduces `settings` in another process."""
+    env = {
+        "LETHE_ENV": settings.env,
+        "LETHE_DATA_DIR": str(settings.data_dir),
+        "LETHE_DATABASE_URL": settings.resolved_database_url,
+        "LETHE_STORE_URL": settings.resolved_store_url,
+        "LETHE_DEVICE": settings.device,
+        "LETHE_HEARTBEAT_INTERVAL_S": str(settings.heartbeat_interval_s),
+        "LETHE_HEARTBEAT_TIMEOUT_S": str(settings.heartbeat_timeout_s),
+        "LETHE_REAPER_INTERVAL_S": str(settings.reaper_interval_s),
+        "LETHE_JOB_MAX_ATTEMPTS": str(settings.job_max_attempts),
+        "LETHE_REQUEST_MAX_ATTEMPTS": str(settings.request_max_attempts),
+    }
+    for name in ("broker_url", "s3_endpoint_url", "s3_region", "s3_access_key_id"):
+        value = getattr(settings, name)
+        if value:
+            env[f"LETHE_{name.upper()}"] = str(value)
+    if settings.s3_secret_access_key is not None:
+        env["LETHE_S3_SECRET_ACCESS_KEY"] = settings.s3_secret_access_key.get_secret_value()
+    return env
+
+
+class WorkerProcess:
+    """A real `lethe worker` (Celery, prefork, concurrency 1) in its own process group."""
+
+    def __init__(self, settings: Any, log_path: Path, *, name: str, beat: bool = False):
+        import subprocess
+        import sys
+
+        env = {k: v for k, v in os.environ.items() if not k.startswith("LETHE_")}
+        env.update(settings_env(settings))
+        cmd = [
+            sys.executable,
+            "-m",
+            "celery",
+            "-A",
+            "workers.celery_app",
+            "worker",
+            "-Q",
+            "gpu,default",
+            "-c",
+            "1",
+            "-n",
+            f"{name}@%h",
+            "--without-gossip",
+            "--without-mingle",
+            "--without-heartbeat",
+            "--loglevel",
+            "INFO",
+        ]
+        if beat:
+            cmd += ["-B", "-s", str(log_path.with_suffix(".beat"))]
+        self.log_path = log_path
+        self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
+        self.proc = subprocess.Popen(
+            cmd, env=env, stdout=self._log, stderr=subprocess.STDOUT, start_new_session=True
+        )
+        wait_until(
+            lambda: b"ready." in log_path.read_bytes() or self.proc.poll() is not None,
+            timeout=60,
+            what=f"worker {name} to start",
+        )
+        if self.proc.poll() is not None:
+            raise RuntimeError(f"worker {name} exited:\n{log_path.read_text()[-3000:]}")
+
+    def child_pids(self) -> list[int]:
+        import subprocess
+
+        out = subprocess.run(
+            ["pgrep", "-P", str(self.proc.pid)], capture_output=True, text=True, check=False
+        ).stdout
+        return [int(p) for p in out.split()]
+
+    def stop(self) -> None:
+        import signal
+
+        if self.proc.poll() is None:
+            os.killpg(self.proc.pid, signal.SIGTERM)
+            try:
+                self.proc.wait(timeout=20)
+            except Exception:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(timeout=10)
+        self._log.close()
+
+
+@pytest.fixture
+def distributed(postgres_url: str, redis_url: str, tmp_path: Path, demo_artifacts: Any) -> Any:
+    """PostgreSQL + Redis settings with the demo model seeded; start workers with
+    `distributed.worker(name)`. The API in the test process dispatches through Celery."""
+    from workers.demo import seed_demo
+    from workers.runtime import build_runtime
+
+    settings = make_settings(tmp_path, postgres_url, broker_url=redis_url)
+    rt = build_runtime(settings)
+    seed_demo(rt, artifacts=demo_artifacts)
+    workers: list[WorkerProcess] = []
+
+    class Cluster:
+        runtime = rt
+
+        def worker(self, name: str, beat: bool = False) -> WorkerProcess:
+            w = WorkerProcess(settings, tmp_path / f"{name}.log", name=name, beat=beat)
+            workers.append(w)
+            return w
+
+        def client(self) -> Any:
+            from fastapi.testclient import TestClient
+
+            from workers.asgi import build_app
+
+            return TestClient(build_app(settings))
+
+    yield Cluster()
+    for w in workers:
+        w.stop()
