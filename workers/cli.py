@@ -155,8 +155,10 @@ def demo(
 
 @app.command()
 def worker(
-    queues: Annotated[str, typer.Option(help="comma-separated queues")] = "gpu,default",
-    concurrency: Annotated[int, typer.Option(help="1 per GPU")] = 1,
+    queues: Annotated[
+        str, typer.Option("--queues", "-Q", help="comma-separated queues")
+    ] = "gpu,default",
+    concurrency: Annotated[int, typer.Option("--concurrency", "-c", help="1 per GPU")] = 1,
     beat: Annotated[bool, typer.Option(help="also run the periodic reaper")] = False,
 ) -> None:
     """Run a Celery worker (needs LETHE_BROKER_URL)."""
