@@ -20,7 +20,7 @@ __all__ = ["RandomLabelConfig", "random_label"]
 class RandomLabelConfig:
     epochs: int = 3
     """Passes over retain and relabelled forget sets (one forget batch per retain batch)."""
-    lr: float = 1e-3
+    lr: float = 3e-4
     optimizer: str = "adamw"
     batch_size: int = 128
     seed: int = 0
@@ -41,10 +41,10 @@ def random_label(
     def loss(
         xr: torch.Tensor, yr: torch.Tensor, xf: torch.Tensor | None, yf: torch.Tensor | None
     ) -> torch.Tensor:
-        out = F.cross_entropy(model(xr), yr)
-        if xf is not None and yf is not None:
-            out = out + F.cross_entropy(model(xf), yf)
-        return out
+        if xf is None or yf is None:
+            return F.cross_entropy(model(xr), yr)
+        # One batch of retain and relabelled forget samples, each sample weighted equally.
+        return F.cross_entropy(model(torch.cat([xr, xf])), torch.cat([yr, yf]))
 
     train_full(
         model,

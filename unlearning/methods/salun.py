@@ -25,7 +25,7 @@ class SalUnConfig:
     sparsity: float = 0.5
     """Share of weights frozen (those with the smallest forget-gradient magnitude)."""
     epochs: int = 3
-    lr: float = 1e-3
+    lr: float = 3e-4
     optimizer: str = "adamw"
     batch_size: int = 128
     seed: int = 0
@@ -69,10 +69,10 @@ def salun(
     def loss(
         xr: torch.Tensor, yr: torch.Tensor, xf_b: torch.Tensor | None, yf_b: torch.Tensor | None
     ) -> torch.Tensor:
-        out = F.cross_entropy(model(xr), yr)
-        if xf_b is not None and yf_b is not None:
-            out = out + F.cross_entropy(model(xf_b), yf_b)
-        return out
+        if xf_b is None or yf_b is None:
+            return F.cross_entropy(model(xr), yr)
+        # One batch of retain and relabelled forget samples, each sample weighted equally.
+        return F.cross_entropy(model(torch.cat([xr, xf_b])), torch.cat([yr, yf_b]))
 
     train_full(
         model,
