@@ -7,6 +7,7 @@ machine, and FAIL under CI=true: a missing service must never pass silently.
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import socket
@@ -233,24 +234,19 @@ def api_client(seeded: Any) -> Iterator[Any]:
 
 def settings_env(settings: Any) -> dict[str, str]:
     """The LETHE_* environment that reproduces `settings` in another process."""
-    env = {
-        "LETHE_ENV": settings.env,
-        "LETHE_DATA_DIR": str(settings.data_dir),
-        "LETHE_DATABASE_URL": settings.resolved_database_url,
-        "LETHE_STORE_URL": settings.resolved_store_url,
-        "LETHE_DEVICE": settings.device,
-        "LETHE_HEARTBEAT_INTERVAL_S": str(settings.heartbeat_interval_s),
-        "LETHE_HEARTBEAT_TIMEOUT_S": str(settings.heartbeat_timeout_s),
-        "LETHE_REAPER_INTERVAL_S": str(settings.reaper_interval_s),
-        "LETHE_JOB_MAX_ATTEMPTS": str(settings.job_max_attempts),
-        "LETHE_REQUEST_MAX_ATTEMPTS": str(settings.request_max_attempts),
-    }
-    for name in ("broker_url", "s3_endpoint_url", "s3_region", "s3_access_key_id"):
-        value = getattr(settings, name)
-        if value:
-            env[f"LETHE_{name.upper()}"] = str(value)
-    if settings.s3_secret_access_key is not None:
-        env["LETHE_S3_SECRET_ACCESS_KEY"] = settings.s3_secret_access_key.get_secret_value()
+    from pydantic import SecretStr
+
+    env: dict[str, str] = {}
+    for name, value in settings.model_dump().items():
+        if value is None or value == "":
+            continue
+        if isinstance(value, SecretStr):
+            value = value.get_secret_value()
+        elif isinstance(value, list | dict):
+            value = json.dumps(value)
+        env[f"LETHE_{name.upper()}"] = str(value)
+    env["LETHE_DATABASE_URL"] = settings.resolved_database_url
+    env["LETHE_STORE_URL"] = settings.resolved_store_url
     return env
 
 
@@ -325,16 +321,24 @@ def distributed(postgres_url: str, redis_url: str, tmp_path: Path, demo_artifact
     from workers.demo import seed_demo
     from workers.runtime import build_runtime
 
-    settings = make_settings(tmp_path, postgres_url, broker_url=redis_url)
-    rt = build_runtime(settings)
-    seed_demo(rt, artifacts=demo_artifacts)
     workers: list[WorkerProcess] = []
 
     class Cluster:
-        runtime = rt
+        def __init__(self) -> None:
+            self.settings = make_settings(tmp_path, postgres_url, broker_url=redis_url)
+            self.runtime = build_runtime(self.settings)
+            seed_demo(self.runtime, artifacts=demo_artifacts)
+
+        def configure(self, **overrides: Any) -> None:
+            """Change settings for workers and clients started from now on."""
+            self.settings = self.settings.model_copy(update=overrides)
+            self.runtime.settings = self.settings
+
+        def add_model(self, name: str) -> None:
+            seed_demo(self.runtime, name=name, artifacts=demo_artifacts)
 
         def worker(self, name: str, beat: bool = False) -> WorkerProcess:
-            w = WorkerProcess(settings, tmp_path / f"{name}.log", name=name, beat=beat)
+            w = WorkerProcess(self.settings, tmp_path / f"{name}.log", name=name, beat=beat)
             workers.append(w)
             return w
 
@@ -343,7 +347,7 @@ def distributed(postgres_url: str, redis_url: str, tmp_path: Path, demo_artifact
 
             from workers.asgi import build_app
 
-            return TestClient(build_app(settings))
+            return TestClient(build_app(self.settings))
 
     yield Cluster()
     for w in workers:

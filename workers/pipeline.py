@@ -23,6 +23,7 @@ from typing import Any
 from app.core.config import Settings
 from app.core.db import session_scope
 from app.jobs import service as jobs
+from workers.datasets import materialize
 from workers.runtime import Runtime
 
 log = logging.getLogger("lethe.pipeline")
@@ -153,7 +154,7 @@ def _unlearn(claim: jobs.Claim, rt: Runtime, progress: Progress) -> jobs.Outcome
     settings = rt.settings
     device = resolve_device(settings.device, settings.torch_threads)
     progress.set("loading")
-    ds = load_dataset(claim.dataset_id, claim.dataset_params)
+    ds = load_dataset(claim.dataset_id, materialize(rt, claim.dataset_params))
     base_blob = rt.store.read_checkpoint(rt.store.get_manifest(claim.base_sha256))
     model = ul.load_checkpoint(base_blob, arch_id=claim.architecture, num_classes=claim.num_classes)
     forget_ids = sorted(set(claim.erased_sample_ids) | set(claim.new_sample_ids))
@@ -166,7 +167,7 @@ def _unlearn(claim: jobs.Claim, rt: Runtime, progress: Progress) -> jobs.Outcome
     # gate compares like with like.
     parent_metrics = ul.evaluate(model, data, device=device, cache=cache)
     progress.set("unlearning")
-    methods = [ul.choose_method(data)]
+    methods = [settings.unlearning_method or ul.choose_method(data)]
     if settings.policy_fallback_method and settings.policy_fallback_method not in methods:
         methods.append(settings.policy_fallback_method)
     refusals: list[str] = []
@@ -187,6 +188,7 @@ def _unlearn(claim: jobs.Claim, rt: Runtime, progress: Progress) -> jobs.Outcome
         )
         metrics["parent"] = _finite(parent_metrics)
         reason = gate(metrics, parent_metrics, data.scope, settings)
+        metrics["gate_refusals"] = list(refusals)
         if reason is None:
             break
         refusals.append(f"{method}: {reason}")

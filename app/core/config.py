@@ -41,6 +41,22 @@ class Settings(BaseSettings):
     secret_key: SecretStr = SecretStr(DEV_SECRET)
     """Keys the subject-identity hashes and signs callbacks. Must be set outside development."""
 
+    callback_allowed_hosts: str = ""
+    """Comma-separated host names, IP addresses or CIDR ranges that callback and webhook
+    targets may use although they are internal (loopback, private, link-local, ...).
+    Empty: only public addresses are called."""
+    callback_max_attempts: int = Field(8, ge=1)
+    callback_backoff_base_s: float = Field(10.0, gt=0)
+    """Retry n of a callback waits about base * 2**(n-1) seconds (with jitter, capped)."""
+    callback_backoff_max_s: float = Field(3600.0, gt=0)
+    callback_timeout_s: float = Field(10.0, gt=0)
+    opendsr_processor_domain: str = "localhost"
+    """Sent as `X-OpenDSR-Processor-Domain`: the domain the OpenDSR certificate is issued to."""
+    opendsr_key_path: Path | None = None
+    opendsr_certificate_path: Path | None = None
+    """PEM key (EC P-256 or RSA) and certificate signing OpenDSR responses and callbacks.
+    Empty outside production: a self-signed pair generated once under data_dir/opendsr."""
+
     host: str = "127.0.0.1"
     port: int = 8000
     log_level: str = "INFO"
@@ -56,6 +72,9 @@ class Settings(BaseSettings):
     visibility_timeout_s: int = Field(7200, ge=60)
     """Redis redelivers an unacknowledged job after this; longer than any job may run."""
 
+    unlearning_method: str | None = None
+    """Force one engine method for every job (e.g. `retrain`); empty: chosen by scope
+    (a fully erased class → `lau`, individual samples → `lau-calibrated`)."""
     policy_min_class_ua: float = 99.0
     """A forgotten class must end with at least this UA (points) or the job fails."""
     policy_max_ta_drop: float = 2.0
@@ -65,6 +84,11 @@ class Settings(BaseSettings):
 
     max_ids_per_request: int = Field(10_000, ge=1)
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
+    max_upload_bytes: int = Field(4 * 1024**3, ge=1024)
+    """Body limit of model registration (multipart: checkpoint and training-set npz)."""
+    idempotency_ttl_s: int = Field(24 * 3600, ge=60)
+    """How long a response stored under an `Idempotency-Key` is replayed."""
+    log_format: Literal["json", "text"] = "json"
 
     @model_validator(mode="after")
     def _check(self) -> Settings:
