@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import time
+from dataclasses import asdict
 from typing import Any
 
 import torch
@@ -53,7 +54,10 @@ def unlearn(
     _sync(dev)
     start = time.perf_counter()
     work = copy.deepcopy(model).to(dev)
-    result = spec.fn(work, data, cfg, device=dev, hooks=hooks, cache=cache)
+    if data.scope == "empty":  # nothing to forget: the copy is the answer
+        result = UnlearnResult(work, method, asdict(cfg), 0.0, (), info={"empty": True})
+    else:
+        result = spec.fn(work, data, cfg, device=dev, hooks=hooks, cache=cache)
     _sync(dev)
     result.elapsed_s = time.perf_counter() - start
     result.method = method

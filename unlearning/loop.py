@@ -66,9 +66,11 @@ def run_loop(
     scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
     before_epoch: Callable[[int], bool] | None = None,
     after_backward: Callable[[], None] | None = None,
+    check_every: int = 50,
 ) -> int:
     """Run up to ``epochs`` epochs; ``before_epoch(e)`` returning True stops early.
 
+    Cancellation is checked before each epoch and every ``check_every`` batches.
     ``after_backward()`` runs between backward and step (e.g. to mask gradients).
     Returns the number of epochs run. Raises ``Cancelled`` when the hooks say so.
     """
@@ -76,7 +78,9 @@ def run_loop(
         hooks.check()
         if before_epoch is not None and before_epoch(epoch):
             return epoch
-        for batch in epoch_batches(epoch):
+        for i, batch in enumerate(epoch_batches(epoch)):
+            if i and i % check_every == 0:
+                hooks.check()
             optimizer.zero_grad(set_to_none=True)
             loss(batch).backward()
             if after_backward is not None:
