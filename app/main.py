@@ -8,6 +8,8 @@ from typing import Any
 from fastapi import FastAPI
 
 from app.audit.router import router as audit_router
+from app.callbacks.router import router as callbacks_router
+from app.callbacks.router import webhooks_router
 from app.core.config import Settings, get_settings
 from app.core.db import Dispatcher, make_engine, make_session_factory
 from app.core.errors import install_error_handlers
@@ -15,6 +17,8 @@ from app.erasure_requests.router import router as requests_router
 from app.health.router import router as health_router
 from app.jobs.router import router as jobs_router
 from app.models.router import router as models_router
+from app.opendsr.router import install as install_opendsr
+from app.opendsr.router import router as opendsr_router
 from models_store import open_store
 
 log = logging.getLogger("lethe.app")
@@ -61,6 +65,16 @@ def create_app(
     app.state.store = store or open_settings_store(settings)
     app.state.dispatcher = dispatcher or NoDispatcher()
     install_error_handlers(app)
-    for router in (health_router, requests_router, jobs_router, models_router, audit_router):
+    for router in (
+        health_router,
+        requests_router,
+        jobs_router,
+        models_router,
+        audit_router,
+        callbacks_router,
+        webhooks_router,
+        opendsr_router,
+    ):
         app.include_router(router)
+    install_opendsr(app)
     return app

@@ -2,10 +2,12 @@
 
 from app.audit.models import AuditEvent, AuditHead
 from app.auth.models import ApiKey
+from app.callbacks.models import CallbackAttempt, CallbackDelivery, ModelWebhook
 from app.core.db import Base
 from app.erasure_requests.models import ErasureRequest, ErasureRequestSample
 from app.jobs.models import Job
 from app.models.models import Alias, AliasMove, Model, ModelVersion, TrainingSample
+from app.opendsr.models import OpenDSRRequest
 
 metadata = Base.metadata
 
@@ -15,11 +17,15 @@ __all__ = [
     "ApiKey",
     "AuditEvent",
     "AuditHead",
+    "CallbackAttempt",
+    "CallbackDelivery",
     "ErasureRequest",
     "ErasureRequestSample",
     "Job",
     "Model",
     "ModelVersion",
+    "ModelWebhook",
+    "OpenDSRRequest",
     "TrainingSample",
     "metadata",
 ]

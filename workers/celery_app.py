@@ -19,6 +19,7 @@ GPU_QUEUE = "gpu"
 DEFAULT_QUEUE = "default"
 RUN_JOB = "lethe.run_job"
 REAP = "lethe.reap"
+DELIVER_CALLBACKS = "lethe.deliver_callbacks"
 
 
 def make_celery(settings: Settings) -> Celery:
@@ -38,8 +39,18 @@ def make_celery(settings: Settings) -> Celery:
         task_time_limit=settings.job_hard_time_limit_s,
         task_queues=[Queue(GPU_QUEUE), Queue(DEFAULT_QUEUE)],
         task_default_queue=DEFAULT_QUEUE,
-        task_routes={RUN_JOB: {"queue": GPU_QUEUE}, REAP: {"queue": DEFAULT_QUEUE}},
-        beat_schedule={"reap": {"task": REAP, "schedule": settings.reaper_interval_s}},
+        task_routes={
+            RUN_JOB: {"queue": GPU_QUEUE},
+            REAP: {"queue": DEFAULT_QUEUE},
+            DELIVER_CALLBACKS: {"queue": DEFAULT_QUEUE},
+        },
+        beat_schedule={
+            "reap": {"task": REAP, "schedule": settings.reaper_interval_s},
+            "deliver-callbacks": {
+                "task": DELIVER_CALLBACKS,
+                "schedule": settings.reaper_interval_s,
+            },
+        },
         worker_hijack_root_logger=False,
         worker_cancel_long_running_tasks_on_connection_loss=False,
     )
@@ -54,6 +65,10 @@ class CeleryDispatcher:
 
     def dispatch(self, job_id: str) -> None:
         self.app.send_task(RUN_JOB, args=[job_id], queue=GPU_QUEUE)
+
+    def deliver_callbacks(self) -> None:
+        """Wake a sender on the `default` queue (the beat task also runs it periodically)."""
+        self.app.send_task(DELIVER_CALLBACKS, queue=DEFAULT_QUEUE)
 
     def ping(self) -> None:
         with self.app.connection_for_write() as conn:

@@ -9,6 +9,7 @@ import threading
 
 from sqlalchemy import select
 
+from app.callbacks.sender import deliver_due
 from app.core.db import session_scope
 from app.jobs import service as jobs
 from app.jobs.models import Job, JobStatus
@@ -26,6 +27,7 @@ class EmbeddedWorker:
         self.rt = runtime
         self._jobs: queue.Queue[str | None] = queue.Queue()
         self._stop = threading.Event()
+        self._callbacks = threading.Event()
         self._threads: list[threading.Thread] = []
 
     def dispatch(self, job_id: str) -> None:
@@ -35,6 +37,9 @@ class EmbeddedWorker:
         self._threads = [
             threading.Thread(target=self._work, name="lethe-embedded-worker", daemon=True),
             threading.Thread(target=self._tick_loop, name="lethe-embedded-reaper", daemon=True),
+            threading.Thread(
+                target=self._deliver_loop, name="lethe-embedded-callbacks", daemon=True
+            ),
         ]
         for t in self._threads:
             t.start()
@@ -46,8 +51,13 @@ class EmbeddedWorker:
     def stop(self, timeout: float = 30) -> None:
         self._stop.set()
         self._jobs.put(None)
+        self._callbacks.set()
         for t in self._threads:
             t.join(timeout=timeout)
+
+    def deliver_callbacks(self) -> None:
+        """Wake the callback sender (called after a commit that queued callbacks)."""
+        self._callbacks.set()
 
     def tick(self) -> None:
         """Reap stale jobs and schedule waiting requests (the beat task does this in Celery)."""
@@ -64,6 +74,20 @@ class EmbeddedWorker:
                 log.info("job %s: %s", job_id, outcome)
             except Exception:
                 log.exception("embedded worker: job %s crashed", job_id)
+
+    def _deliver_loop(self) -> None:
+        """Send due callbacks when woken, and at least every reaper interval (retries)."""
+        while not self._stop.is_set():
+            self._callbacks.wait(self.rt.settings.reaper_interval_s)
+            self._callbacks.clear()
+            if self._stop.is_set():
+                return
+            try:
+                rt = self.rt
+                while deliver_due(session_factory=rt.session_factory, settings=rt.settings):
+                    pass
+            except Exception:
+                log.exception("embedded callback delivery failed")
 
     def _tick_loop(self) -> None:
         while not self._stop.wait(self.rt.settings.reaper_interval_s):

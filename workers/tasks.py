@@ -9,7 +9,7 @@ from __future__ import annotations
 import functools
 
 from app.core.config import get_settings
-from workers.celery_app import REAP, RUN_JOB, CeleryDispatcher, celery_app
+from workers.celery_app import DELIVER_CALLBACKS, REAP, RUN_JOB, CeleryDispatcher, celery_app
 from workers.runtime import Runtime, build_runtime
 
 
@@ -23,6 +23,14 @@ def run_job(job_id: str) -> str:
     from workers.pipeline import run_job as run
 
     return run(job_id, runtime())
+
+
+@celery_app.task(name=DELIVER_CALLBACKS)
+def deliver_callbacks() -> int:
+    from app.callbacks.sender import deliver_due
+
+    rt = runtime()
+    return deliver_due(session_factory=rt.session_factory, settings=rt.settings)
 
 
 @celery_app.task(name=REAP)

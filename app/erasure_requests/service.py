@@ -13,6 +13,8 @@ from sqlalchemy.orm import Session
 
 from app.audit import service as audit
 from app.auth.service import Client
+from app.callbacks import service as callbacks
+from app.callbacks import targets
 from app.core.config import Settings
 from app.core.db import utcnow
 from app.core.deadlines import add_months, days_left
@@ -70,6 +72,8 @@ def submit(
 ) -> tuple[ErasureRequest, bool]:
     """Store a new request (and batch it). Returns (request, created); a repeated
     `subject_request_id` with the same content returns the original with created=False."""
+    urls = [str(u) for u in body.status_callback_urls]
+    targets.check_targets(urls, settings, pointer="/status_callback_urls")
     model = session.scalar(select(Model).where(Model.name == body.model))
     if model is None:
         raise Unprocessable(
@@ -117,6 +121,7 @@ def submit(
     session.execute(
         insert(ErasureRequestSample), [{"request_id": req.id, "sample_id": s} for s in sample_ids]
     )
+    callbacks.request_status_changed(session=session, request_ids=[req.id])
     audit.append(
         session=session,
         type="request.received",
@@ -242,6 +247,7 @@ def cancel(*, session: Session, req: ErasureRequest, client: Client) -> ErasureR
             subject=f"request:{req.id}",
             data={},
         )
+        callbacks.request_status_changed(session=session, request_ids=[req.id])
         return req
     if req.status == RequestStatus.canceled:
         return req

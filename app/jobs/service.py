@@ -25,6 +25,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.audit import service as audit
+from app.callbacks import service as callbacks
 from app.core.config import Settings
 from app.core.db import dispatch_after_commit, utcnow
 from app.core.errors import NotFound
@@ -65,13 +66,15 @@ def schedule_model(
         )
     )
     if oldest is not None and oldest <= cutoff:
-        session.execute(
+        queued = session.scalars(
             update(ErasureRequest)
             .where(
                 ErasureRequest.model_id == model_id, ErasureRequest.status == RequestStatus.received
             )
             .values(status=RequestStatus.queued, updated_at=now)
-        )
+            .returning(ErasureRequest.id)
+        ).all()
+        callbacks.request_status_changed(session=session, request_ids=queued)
     waiting = session.scalar(
         select(func.count())
         .select_from(ErasureRequest)
@@ -173,6 +176,7 @@ def claim(*, session: Session, job_id: str, worker: str) -> Claim | None:
             .order_by(ErasureRequest.received_at)
         )
     )
+    callbacks.request_status_changed(session=session, request_ids=request_ids)
     if not request_ids:
         job.status, job.phase, job.finished_at = JobStatus.canceled, "nothing to do", now
         job.error = "every request of this job was canceled before it started"
@@ -306,6 +310,7 @@ def publish(
             status_reason=None,
         )
     )
+    callbacks.request_status_changed(session=session, request_ids=claim.request_ids)
     actor = f"worker:{worker}"
     audit.append(
         session=session,
@@ -319,6 +324,20 @@ def publish(
             "method": outcome.method,
             "checkpoint_sha256": outcome.checkpoint_sha256,
             "requests": claim.request_ids,
+            "metrics": outcome.metrics,
+        },
+    )
+    callbacks.model_event(
+        session=session,
+        model=model,
+        type=callbacks.VERSION_PUBLISHED,
+        data={
+            "version": number,
+            "parent": claim.base_version,
+            "method": outcome.method,
+            "checkpoint_sha256": outcome.checkpoint_sha256,
+            "checkpoint_size": outcome.checkpoint_size,
+            "request_ids": claim.request_ids,
             "metrics": outcome.metrics,
         },
     )
@@ -393,6 +412,7 @@ def fail_attempt(
         )
         for req in requests:
             req.status, req.updated_at = RequestStatus.queued, now
+        callbacks.request_status_changed(session=session, request_ids=[r.id for r in requests])
         dispatch_after_commit(session, job.id)
         return job
     job.status, job.phase, job.error, job.finished_at = JobStatus.failed, "failed", reason, now
@@ -420,6 +440,7 @@ def fail_attempt(
         else:
             req.status = RequestStatus.queued
             req.status_reason = f"job {job.id} failed ({reason}); will be retried"
+    callbacks.request_status_changed(session=session, request_ids=[r.id for r in requests])
     session.flush()
     schedule_model(session=session, model_id=job.model_id, settings=settings, now=now)
     return job

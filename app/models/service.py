@@ -10,6 +10,7 @@ from sqlalchemy import func, insert, select
 from sqlalchemy.orm import Session
 
 from app.audit import service as audit
+from app.callbacks import service as callbacks
 from app.core.db import utcnow
 from app.core.errors import Conflict, NotFound
 from app.models.models import Alias, AliasMove, Model, ModelVersion, TrainingSample
@@ -154,6 +155,12 @@ def move_alias(*, session: Session, model: Model, alias: str, number: int, actor
         type="alias.moved",
         actor=actor,
         subject=f"model:{model.name}",
+        data={"alias": alias, "from": previous, "to": number},
+    )
+    callbacks.model_event(
+        session=session,
+        model=model,
+        type=callbacks.ALIAS_MOVED,
         data={"alias": alias, "from": previous, "to": number},
     )
     return row

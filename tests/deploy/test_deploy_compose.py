@@ -28,6 +28,7 @@ REQUIRED_VARS = {
     "LETHE_S3_ACCESS_KEY_ID": "lethe-store",
     "LETHE_S3_SECRET_ACCESS_KEY": "s3-" + "2" * 32,
     "LETHE_SECRET_KEY": "sk-" + "3" * 48,
+    "LETHE_OPENDSR_PROCESSOR_DOMAIN": "lethe.example.org",
 }
 # `${NAME}`, `${NAME:-default}`, `${NAME:?message}`; `$${...}` is an escaped dollar.
 INTERPOLATION = re.compile(
@@ -214,6 +215,18 @@ def test_the_environment_is_a_valid_production_configuration(
         assert settings.resolved_store_url.startswith("s3://")
         assert settings.secret_key.get_secret_value() == REQUIRED_VARS["LETHE_SECRET_KEY"]
         assert settings.database_url.startswith("postgresql+psycopg://lethe:pg-")
+
+
+def test_signing_services_get_the_opendsr_certificate(compose: dict[str, Any]) -> None:
+    """In production OpenDSR refuses a self-signed pair: the API (responses) and the
+    workers (callbacks) read a mounted key and certificate."""
+    declared = set(compose["secrets"])
+    for name in ("api", "worker-cpu", "worker-gpu"):
+        spec = services(compose)[name]
+        env = spec["environment"]
+        mounted = {f"/run/secrets/{s}" for s in spec["secrets"]}
+        assert set(spec["secrets"]) <= declared
+        assert {env["LETHE_OPENDSR_KEY_PATH"], env["LETHE_OPENDSR_CERTIFICATE_PATH"]} <= mounted
 
 
 def test_missing_secrets_refuse_to_start(text: str) -> None:
