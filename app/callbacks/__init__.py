@@ -1,0 +1,1 @@
+"""Signed status callbacks for erasure requests and model-level webhooks (outbox + sender)."""

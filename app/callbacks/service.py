@@ -1,0 +1,264 @@
+"""The callback outbox: what to tell whom, written in the transaction that changed it.
+
+`request_status_changed` is called wherever an erasure request's status changes (submit,
+cancel, the scheduler, claim, publish, a failed attempt); `model_event` where a version is
+published or an alias moves. Each writes one `CallbackDelivery` per target, in the
+caller's transaction, so a status change and its callbacks commit (or vanish) together.
+After the commit the sender is woken (the dispatcher's `deliver_callbacks`, if it has
+one); the periodic tick delivers whatever is due in any case, so nothing depends on that.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from sqlalchemy import event, select
+from sqlalchemy.orm import Session
+
+from app.audit import service as audit
+from app.auth.service import Client
+from app.callbacks import targets
+from app.callbacks.models import (
+    CallbackAttempt,
+    CallbackDelivery,
+    DeliveryProtocol,
+    DeliveryStatus,
+    ModelWebhook,
+)
+from app.callbacks.schemas import WebhookCreate
+from app.core.config import Settings
+from app.core.db import utcnow
+from app.core.errors import NotFound
+from app.erasure_requests.models import ErasureRequest
+from app.models.models import Model
+from app.opendsr.mapping import rfc3339, status_body
+from app.opendsr.models import OpenDSRRequest
+
+log = logging.getLogger("lethe.callbacks")
+
+REQUEST_STATUS_CHANGED = "request.status_changed"
+VERSION_PUBLISHED = "version.published"
+ALIAS_MOVED = "alias.moved"
+MODEL_EVENTS = (VERSION_PUBLISHED, ALIAS_MOVED)
+_WAKE = "lethe_callbacks"
+
+
+def _dumps(payload: dict[str, Any]) -> str:
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def _envelope(type_: str, data: dict[str, Any]) -> str:
+    """The Standard Webhooks payload shape: type, timestamp, data."""
+    return _dumps({"type": type_, "timestamp": rfc3339(utcnow()), "data": data})
+
+
+def _request_data(req: ErasureRequest, model_name: str) -> dict[str, Any]:
+    return {
+        "id": req.id,
+        "subject_request_id": req.subject_request_id,
+        "model": model_name,
+        "status": req.status.value,
+        "status_reason": req.status_reason,
+        "result_version": req.result_version,
+        "job_id": req.job_id,
+        "due_at": rfc3339(req.due_at),
+        "completed_at": rfc3339(req.completed_at) if req.completed_at else None,
+    }
+
+
+def _add(session: Session, **values: Any) -> CallbackDelivery:
+    now = utcnow()
+    delivery = CallbackDelivery(
+        id=f"msg_{uuid.uuid4().hex}",
+        status=DeliveryStatus.pending,
+        attempts=0,
+        next_attempt_at=now,
+        created_at=now,
+        **values,
+    )
+    session.add(delivery)
+    session.info[_WAKE] = True
+    return delivery
+
+
+def request_status_changed(
+    *, session: Session, request_ids: Sequence[str]
+) -> list[CallbackDelivery]:
+    """Queue a status callback to every target of each request, reporting its status now."""
+    if not request_ids:
+        return []
+    ids = list(dict.fromkeys(request_ids))
+    rows = session.execute(
+        select(ErasureRequest, Model.name)
+        .join(Model, Model.id == ErasureRequest.model_id)
+        .where(ErasureRequest.id.in_(ids))
+        .execution_options(populate_existing=True)
+    ).all()
+    opendsr = {
+        o.request_id: o
+        for o in session.scalars(select(OpenDSRRequest).where(OpenDSRRequest.request_id.in_(ids)))
+    }
+    out = []
+    for req, model_name in rows:
+        for url in req.callback_urls or []:
+            if req.id in opendsr:
+                protocol = DeliveryProtocol.opendsr
+                body = _dumps(
+                    status_body(
+                        req=req,
+                        model_name=model_name,
+                        domain=opendsr[req.id].processor_domain,
+                        status_callback_url=url,
+                    )
+                )
+            else:
+                protocol = DeliveryProtocol.webhooks
+                body = _envelope(REQUEST_STATUS_CHANGED, _request_data(req, model_name))
+            out.append(
+                _add(
+                    session,
+                    event=REQUEST_STATUS_CHANGED,
+                    protocol=protocol,
+                    request_id=req.id,
+                    url=url,
+                    body=body,
+                )
+            )
+    return out
+
+
+def model_event(
+    *, session: Session, model: Model, type: str, data: dict[str, Any]
+) -> list[CallbackDelivery]:
+    """Queue `type` (version.published, alias.moved) to the model's webhooks that want it."""
+    hooks = session.scalars(
+        select(ModelWebhook).where(
+            ModelWebhook.model_id == model.id, ModelWebhook.deleted_at.is_(None)
+        )
+    ).all()
+    body = _envelope(type, {"model": model.name, **data})
+    return [
+        _add(
+            session,
+            event=type,
+            protocol=DeliveryProtocol.webhooks,
+            webhook_id=hook.id,
+            url=hook.url,
+            body=body,
+        )
+        for hook in hooks
+        if type in hook.events
+    ]
+
+
+@event.listens_for(Session, "after_commit")
+def _wake_sender(session: Session) -> None:
+    if not session.info.pop(_WAKE, False):
+        return
+    wake = getattr(session.info.get("lethe_dispatcher"), "deliver_callbacks", None)
+    if wake is None:
+        return
+    try:
+        wake()
+    except Exception:  # the periodic tick delivers anyway; never fail a commit here
+        log.exception("waking the callback sender failed")
+
+
+@event.listens_for(Session, "after_rollback")
+def _drop_wake(session: Session) -> None:
+    session.info.pop(_WAKE, None)
+
+
+# --- model webhooks ---------------------------------------------------------------------
+
+
+def create_webhook(
+    *, session: Session, model: Model, body: WebhookCreate, client: Client, settings: Settings
+) -> ModelWebhook:
+    url = str(body.url)
+    targets.check_targets([url], settings, pointer="/url")
+    hook = ModelWebhook(
+        id=str(uuid.uuid4()),
+        model_id=model.id,
+        url=url,
+        events=sorted(set(body.events)),
+        description=body.description,
+        created_by=client.actor,
+        created_at=utcnow(),
+    )
+    session.add(hook)
+    session.flush()
+    audit.append(
+        session=session,
+        type="webhook.created",
+        actor=client.actor,
+        subject=f"model:{model.name}",
+        data={"webhook": hook.id, "events": hook.events, "target": targets.origin(url)},
+    )
+    return hook
+
+
+def list_webhooks(*, session: Session, model: Model) -> list[ModelWebhook]:
+    return list(
+        session.scalars(
+            select(ModelWebhook)
+            .where(ModelWebhook.model_id == model.id, ModelWebhook.deleted_at.is_(None))
+            .order_by(ModelWebhook.created_at, ModelWebhook.id)
+        )
+    )
+
+
+def get_webhook(*, session: Session, model: Model, webhook_id: str) -> ModelWebhook:
+    hook = session.get(ModelWebhook, webhook_id)
+    if hook is None or hook.model_id != model.id or hook.deleted_at is not None:
+        raise NotFound(f"model {model.name!r} has no webhook {webhook_id}")
+    return hook
+
+
+def delete_webhook(*, session: Session, model: Model, hook: ModelWebhook, client: Client) -> None:
+    """Stop a webhook; deliveries not yet made end `failed` (the history stays readable)."""
+    now = utcnow()
+    hook.deleted_at = now
+    for d in session.scalars(
+        select(CallbackDelivery).where(
+            CallbackDelivery.webhook_id == hook.id,
+            CallbackDelivery.status == DeliveryStatus.pending,
+        )
+    ):
+        d.status, d.last_error = DeliveryStatus.failed, "the webhook was deleted"
+    audit.append(
+        session=session,
+        type="webhook.deleted",
+        actor=client.actor,
+        subject=f"model:{model.name}",
+        data={"webhook": hook.id},
+    )
+
+
+# --- delivery history -------------------------------------------------------------------
+
+
+def list_deliveries(
+    *, session: Session, request_id: str | None = None, webhook_id: str | None = None
+) -> list[tuple[CallbackDelivery, list[CallbackAttempt]]]:
+    q = select(CallbackDelivery)
+    if request_id is not None:
+        q = q.where(CallbackDelivery.request_id == request_id)
+    if webhook_id is not None:
+        q = q.where(CallbackDelivery.webhook_id == webhook_id)
+    deliveries = list(
+        session.scalars(q.order_by(CallbackDelivery.created_at, CallbackDelivery.id).limit(500))
+    )
+    attempts: dict[str, list[CallbackAttempt]] = {d.id: [] for d in deliveries}
+    if deliveries:
+        for a in session.scalars(
+            select(CallbackAttempt)
+            .where(CallbackAttempt.delivery_id.in_(list(attempts)))
+            .order_by(CallbackAttempt.delivery_id, CallbackAttempt.number)
+        ):
+            attempts[a.delivery_id].append(a)
+    return [(d, attempts[d.id]) for d in deliveries]

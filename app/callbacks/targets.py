@@ -1,0 +1,127 @@
+"""Which URLs Lethe may call back: the allow-list against server-side request forgery.
+
+A target must be http(s) with a host. Every address the host resolves to must be public:
+loopback, private, link-local (cloud metadata at 169.254.169.254), shared, multicast,
+reserved and unspecified ranges are refused, in IPv4 and IPv6 (including IPv4-mapped and
+6to4/Teredo forms), unless the host is listed in `LETHE_CALLBACK_ALLOWED_HOSTS` (host
+names, addresses or CIDR ranges). Targets are checked when they are submitted and again
+before every delivery attempt, because DNS answers can change in between. Redirects are
+never followed.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import socket
+from collections.abc import Sequence
+from urllib.parse import urlsplit
+
+from app.core.config import Settings
+from app.core.errors import Unprocessable
+
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+
+
+class TargetRefused(Unprocessable):
+    type, title = "callback-target-refused", "Callback target not allowed"
+
+
+class TargetUnresolvable(Exception):
+    """The host did not resolve (a transient condition at delivery time)."""
+
+
+def _allowed_entries(settings: Settings) -> list[str]:
+    return [h.strip().lower() for h in settings.callback_allowed_hosts.split(",") if h.strip()]
+
+
+def _is_internal(ip: IPAddress) -> bool:
+    if isinstance(ip, ipaddress.IPv6Address):
+        for embedded in (ip.ipv4_mapped, ip.sixtofour, ip.teredo[1] if ip.teredo else None):
+            if embedded is not None and _is_internal(embedded):
+                return True
+    return (
+        not ip.is_global
+        or ip.is_multicast
+        or ip.is_reserved
+        or ip.is_unspecified
+        or ip.is_loopback
+        or ip.is_link_local
+        or ip.is_private
+    )
+
+
+def _allow_listed(host: str, addresses: Sequence[IPAddress], entries: list[str]) -> bool:
+    for entry in entries:
+        if entry.strip("[]") == host:
+            return True
+        try:
+            net = ipaddress.ip_network(entry.strip("[]"), strict=False)
+        except ValueError:
+            continue
+        if addresses and all(a in net for a in addresses):
+            return True
+    return False
+
+
+def _resolve(host: str, port: int) -> list[IPAddress]:
+    try:
+        infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise TargetUnresolvable(f"{host} does not resolve: {exc}") from exc
+    return [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
+
+
+def refusal(url: str, settings: Settings) -> str | None:
+    """Why `url` may not be called now, or None if it may. Raises TargetUnresolvable."""
+    try:
+        parts = urlsplit(url)
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+    except ValueError as exc:
+        return f"not a valid URL: {exc}"
+    if parts.scheme not in ("http", "https"):
+        return "only http and https targets are called"
+    host = (parts.hostname or "").lower()
+    if not host:
+        return "the URL has no host"
+    if parts.username or parts.password:
+        return "credentials in the URL are not accepted"
+    entries = _allowed_entries(settings)
+    if host in entries:
+        return None
+    try:
+        addresses: list[IPAddress] = [ipaddress.ip_address(host)]
+    except ValueError:
+        addresses = _resolve(host, port)
+    if _allow_listed(host, addresses, entries):
+        return None
+    internal = sorted({str(a) for a in addresses if _is_internal(a)})
+    if internal:
+        return (
+            f"{host} is (or resolves to) the internal address {internal[0]}; "
+            "add it to LETHE_CALLBACK_ALLOWED_HOSTS to allow it"
+        )
+    return None
+
+
+def check_targets(urls: Sequence[str], settings: Settings, *, pointer: str) -> None:
+    """Refuse (422, nothing stored) if any URL may not be called."""
+    errors = []
+    for i, url in enumerate(urls):
+        try:
+            why = refusal(url, settings)
+        except TargetUnresolvable as exc:
+            why = str(exc)
+        if why:
+            errors.append({"pointer": f"{pointer}/{i}", "detail": why})
+    if errors:
+        raise TargetRefused(
+            f"{len(errors)} callback target(s) are not allowed: {errors[0]['detail']}",
+            errors=errors,
+        )
+
+
+def origin(url: str) -> str:
+    """scheme://host[:port] of a URL: what logs and the audit chain name (paths and queries
+    may carry tokens)."""
+    parts = urlsplit(url)
+    return f"{parts.scheme}://{parts.netloc.rsplit('@', 1)[-1]}"
