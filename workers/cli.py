@@ -190,6 +190,16 @@ def beat() -> None:
     celery_app.start(["beat", "--loglevel", "INFO"])
 
 
+@app.command("bench-storage")
+def bench_storage(
+    json_path: Annotated[str | None, typer.Option("--json", help="write the report here")] = None,
+) -> None:
+    """Bytes each new version adds to the store: head-only methods versus a full copy."""
+    from workers.storage_bench import main
+
+    main(json_path)
+
+
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def bench(ctx: typer.Context) -> None:
     """Benchmark methods against retraining (see `lethe bench --help`)."""
