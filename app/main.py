@@ -13,10 +13,15 @@ from app.callbacks.router import webhooks_router
 from app.core.config import Settings, get_settings
 from app.core.db import Dispatcher, make_engine, make_session_factory
 from app.core.errors import install_error_handlers
+from app.core.openapi import install_openapi
 from app.erasure_requests.router import router as requests_router
 from app.health.router import router as health_router
+from app.idempotency.middleware import IdempotencyMiddleware
 from app.jobs.router import router as jobs_router
 from app.models.router import router as models_router
+from app.observability.metrics import Metrics
+from app.observability.middleware import BodyLimitMiddleware, RequestContextMiddleware
+from app.observability.router import router as metrics_router
 from app.opendsr.router import install as install_opendsr
 from app.opendsr.router import router as opendsr_router
 from models_store import open_store
@@ -65,6 +70,19 @@ def create_app(
     app.state.store = store or open_settings_store(settings)
     app.state.dispatcher = dispatcher or NoDispatcher()
     install_error_handlers(app)
+    app.state.metrics = Metrics(app.state.session_factory)
+    app.add_middleware(
+        IdempotencyMiddleware,
+        session_factory=app.state.session_factory,
+        ttl_s=settings.idempotency_ttl_s,
+    )
+    app.add_middleware(
+        BodyLimitMiddleware,
+        default=settings.max_body_bytes,
+        uploads={"POST /v1/models": settings.max_upload_bytes},
+    )
+    app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics)
+    app.include_router(metrics_router)
     for router in (
         health_router,
         requests_router,
@@ -77,4 +95,5 @@ def create_app(
     ):
         app.include_router(router)
     install_opendsr(app)
+    install_openapi(app)
     return app

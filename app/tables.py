@@ -5,8 +5,16 @@ from app.auth.models import ApiKey
 from app.callbacks.models import CallbackAttempt, CallbackDelivery, ModelWebhook
 from app.core.db import Base
 from app.erasure_requests.models import ErasureRequest, ErasureRequestSample
+from app.idempotency.models import IdempotencyKey
 from app.jobs.models import Job
-from app.models.models import Alias, AliasMove, Model, ModelVersion, TrainingSample
+from app.models.models import (
+    Alias,
+    AliasMove,
+    ArchitectureSpec,
+    Model,
+    ModelVersion,
+    TrainingSample,
+)
 from app.opendsr.models import OpenDSRRequest
 
 metadata = Base.metadata
@@ -15,12 +23,14 @@ __all__ = [
     "Alias",
     "AliasMove",
     "ApiKey",
+    "ArchitectureSpec",
     "AuditEvent",
     "AuditHead",
     "CallbackAttempt",
     "CallbackDelivery",
     "ErasureRequest",
     "ErasureRequestSample",
+    "IdempotencyKey",
     "Job",
     "Model",
     "ModelVersion",

@@ -14,6 +14,7 @@ from app.models import service as models_service
 from app.models.models import Model
 from workers.pipeline import load_dataset, resolve_device
 from workers.runtime import Runtime
+from workers.specs import publish_specs
 
 log = logging.getLogger("lethe.demo")
 
@@ -43,6 +44,7 @@ def seed_demo(
     rt: Runtime, *, name: str = DEMO_MODEL, artifacts: DemoArtifacts | None = None, seed: int = 0
 ) -> bool:
     """Train and register the demo model unless it exists. Returns True if it was created."""
+    publish_specs(rt.session_factory)  # lets the API check uploaded checkpoints
     with session_scope(rt.session_factory, None) as s:
         if s.scalar(select(Model.id).where(Model.name == name)) is not None:
             return False

@@ -62,4 +62,5 @@ def require(scope: str) -> Callable[..., Client]:
             raise Forbidden(f"this API key lacks the `{scope}` scope")
         return client
 
+    _check.lethe_scope = scope  # type: ignore[attr-defined]  # read by OpenAPI and tests
     return _check

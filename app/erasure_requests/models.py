@@ -53,6 +53,12 @@ class ErasureRequest(Base):
     sample_count: Mapped[int]
     callback_urls: Mapped[list[str]]
     client: Mapped[str] = mapped_column(String(128))
+    extended_at: Mapped[datetime | None]
+    """When the deadline was extended (Art. 12(3): once, by at most two months)."""
+    extension_months: Mapped[int | None]
+    extension_reason: Mapped[str | None] = mapped_column(String(1024))
+    denial_ground: Mapped[str | None] = mapped_column(String(64))
+    """The Art. 17(3) (or Art. 12(5)) ground of a denial; the reason is `status_reason`."""
 
 
 class ErasureRequestSample(Base):

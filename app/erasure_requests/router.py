@@ -13,6 +13,8 @@ from app.erasure_requests import service
 from app.erasure_requests.models import RequestStatus
 from app.erasure_requests.schemas import (
     ErasureRequestCreate,
+    ErasureRequestDeny,
+    ErasureRequestExtend,
     ErasureRequestList,
     ErasureRequestRead,
 )
@@ -87,3 +89,27 @@ def list_requests(
 def cancel_request(request_id: UUID, session: SessionDep, client: Writer) -> ErasureRequestRead:
     req = service.get_request(session=session, request_id=str(request_id), client=client)
     return service.to_read(session, service.cancel(session=session, req=req, client=client))
+
+
+@router.post("/{request_id}/extend", response_model=ErasureRequestRead)
+def extend_request(
+    request_id: UUID, body: ErasureRequestExtend, session: SessionDep, client: Writer
+) -> ErasureRequestRead:
+    """Extend the deadline once by one or two months (Art. 12(3)); audited with the reason."""
+    req = service.get_request(session=session, request_id=str(request_id), client=client)
+    req = service.extend(
+        session=session, req=req, months=body.months, reason=body.reason, client=client
+    )
+    return service.to_read(session, req)
+
+
+@router.post("/{request_id}/deny", response_model=ErasureRequestRead)
+def deny_request(
+    request_id: UUID, body: ErasureRequestDeny, session: SessionDep, client: Writer
+) -> ErasureRequestRead:
+    """Refuse an open request on an Art. 17(3) ground (or Art. 12(5)); audited."""
+    req = service.get_request(session=session, request_id=str(request_id), client=client)
+    req = service.deny(
+        session=session, req=req, ground=body.ground, reason=body.reason, client=client
+    )
+    return service.to_read(session, req)

@@ -70,8 +70,55 @@ class ErasureRequestRead(BaseModel):
     job_id: UUID | None
     result_version: int | None
     completed_at: datetime | None
+    extension_months: int | None = None
+    extension_reason: str | None = None
+    denial_ground: str | None = None
 
 
 class ErasureRequestList(BaseModel):
     items: list[ErasureRequestRead]
     next_cursor: str | None
+
+
+DenialGround = Literal[
+    "freedom_of_expression",
+    "legal_obligation",
+    "public_health",
+    "archiving_research_statistics",
+    "legal_claims",
+    "manifestly_unfounded_or_excessive",
+]
+"""Art. 17(3)(a)-(e) GDPR, and Art. 12(5) for manifestly unfounded or excessive requests."""
+
+
+class ErasureRequestExtend(BaseModel):
+    """Art. 12(3): the deadline may be extended once, by one or two months, with a reason."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {"months": 2, "reason": "the request covers 40 models; complexity of the erasure"}
+            ]
+        },
+    )
+    months: int = Field(ge=1, le=2)
+    reason: str = Field(min_length=1, max_length=1024)
+
+
+class ErasureRequestDeny(BaseModel):
+    """Art. 17(3): a request may be refused on one of the listed grounds, with a reason."""
+
+    model_config = ConfigDict(
+        extra="forbid",
+        json_schema_extra={
+            "examples": [
+                {
+                    "ground": "legal_claims",
+                    "reason": "the samples are evidence in pending litigation 2026-C-114",
+                }
+            ]
+        },
+    )
+    ground: DenialGround
+    reason: str = Field(min_length=1, max_length=1024)

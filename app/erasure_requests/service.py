@@ -9,6 +9,7 @@ import uuid
 from datetime import datetime
 
 from sqlalchemy import insert, select, tuple_
+from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
 from app.audit import service as audit
@@ -67,6 +68,26 @@ def _resolve_samples(
     return ids
 
 
+def _original(
+    session: Session, existing: ErasureRequest, model: Model, sample_ids: list[str]
+) -> ErasureRequest:
+    """A repeated `subject_request_id`: the original if it names the same samples, else 409."""
+    same = existing.model_id == model.id and set(sample_ids) == set(
+        session.scalars(
+            select(ErasureRequestSample.sample_id).where(
+                ErasureRequestSample.request_id == existing.id
+            )
+        )
+    )
+    if not same:
+        raise Conflict(
+            f"subject_request_id {existing.subject_request_id} was already used for a "
+            "different request",
+            existing_request_id=existing.id,
+        )
+    return existing
+
+
 def submit(
     *, session: Session, body: ErasureRequestCreate, client: Client, settings: Settings
 ) -> tuple[ErasureRequest, bool]:
@@ -88,19 +109,7 @@ def submit(
     )
     sample_ids = _resolve_samples(session, model, body, settings)
     if existing is not None:
-        same = existing.model_id == model.id and set(sample_ids) == set(
-            session.scalars(
-                select(ErasureRequestSample.sample_id).where(
-                    ErasureRequestSample.request_id == existing.id
-                )
-            )
-        )
-        if not same:
-            raise Conflict(
-                f"subject_request_id {srid} was already used for a different request",
-                existing_request_id=existing.id,
-            )
-        return existing, False
+        return _original(session, existing, model, sample_ids), False
     now = utcnow()
     req = ErasureRequest(
         id=str(uuid.uuid4()),
@@ -116,8 +125,17 @@ def submit(
         callback_urls=[str(u) for u in body.status_callback_urls],
         client=client.name,
     )
-    session.add(req)
-    session.flush()
+    try:
+        with session.begin_nested():  # a concurrent duplicate may win the unique constraint
+            session.add(req)
+            session.flush()
+    except IntegrityError:
+        raced = session.scalar(
+            select(ErasureRequest).where(ErasureRequest.subject_request_id == srid)
+        )
+        if raced is None:
+            raise
+        return _original(session, raced, model, sample_ids), False
     session.execute(
         insert(ErasureRequestSample), [{"request_id": req.id, "sample_id": s} for s in sample_ids]
     )
@@ -183,6 +201,9 @@ def to_read(
         job_id=uuid.UUID(req.job_id) if req.job_id else None,
         result_version=req.result_version,
         completed_at=req.completed_at,
+        extension_months=req.extension_months,
+        extension_reason=req.extension_reason,
+        denial_ground=req.denial_ground,
     )
 
 
@@ -258,3 +279,61 @@ def cancel(*, session: Session, req: ErasureRequest, client: Client) -> ErasureR
             job_id=req.job_id,
         )
     raise Conflict(f"request {req.id} is {req.status.value}; only pending requests can be canceled")
+
+
+def extend(
+    *, session: Session, req: ErasureRequest, months: int, reason: str, client: Client
+) -> ErasureRequest:
+    """Art. 12(3): push the deadline to received + 1 + `months` months, once."""
+    if req.status in FINAL_STATUSES:
+        raise Conflict(f"request {req.id} is {req.status.value}; its deadline no longer runs")
+    if req.extended_at is not None:
+        raise Conflict(
+            f"request {req.id} was already extended by {req.extension_months} month(s); "
+            "Art. 12(3) allows one extension of at most two months",
+            due_at=req.due_at.isoformat(),
+        )
+    previous = req.due_at
+    now = utcnow()
+    req.due_at = add_months(req.received_at, 1 + months)
+    req.extended_at, req.extension_months, req.extension_reason = now, months, reason
+    req.updated_at = now
+    audit.append(
+        session=session,
+        type="request.extended",
+        actor=client.actor,
+        subject=f"request:{req.id}",
+        data={
+            "months": months,
+            "reason": reason,
+            "from": previous.isoformat(),
+            "due_at": req.due_at.isoformat(),
+        },
+    )
+    return req
+
+
+def deny(
+    *, session: Session, req: ErasureRequest, ground: str, reason: str, client: Client
+) -> ErasureRequest:
+    """Art. 17(3): refuse a request that no job has started on, with its ground and reason."""
+    if req.status == RequestStatus.running:
+        raise Conflict(
+            f"request {req.id} is already being erased by job {req.job_id}; it can no longer "
+            "be denied",
+            job_id=req.job_id,
+        )
+    if req.status in FINAL_STATUSES:
+        raise Conflict(f"request {req.id} is {req.status.value}; only open requests can be denied")
+    now = utcnow()
+    req.status, req.status_reason, req.denial_ground = RequestStatus.denied, reason, ground
+    req.completed_at = req.updated_at = now
+    audit.append(
+        session=session,
+        type="request.denied",
+        actor=client.actor,
+        subject=f"request:{req.id}",
+        data={"ground": ground, "reason": reason},
+    )
+    callbacks.request_status_changed(session=session, request_ids=[req.id])
+    return req

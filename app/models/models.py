@@ -79,3 +79,18 @@ class AliasMove(Base):
     to_version: Mapped[int]
     actor: Mapped[str] = mapped_column(String(128))
     moved_at: Mapped[datetime] = mapped_column(default=utcnow)
+
+
+class ArchitectureSpec(Base):
+    """The tensors an architecture's checkpoint must have, published by the engine side.
+
+    The API process never imports torch, so it checks an uploaded checkpoint's header
+    against this spec: `{name: {"dtype": "F32", "shape": [64, "num_classes"]}}`, where the
+    string `num_classes` stands for the model's number of classes.
+    """
+
+    __tablename__ = "architecture_specs"
+
+    arch_id: Mapped[str] = mapped_column(String(128), primary_key=True)
+    tensors: Mapped[dict[str, Any]]
+    updated_at: Mapped[datetime] = mapped_column(default=utcnow, onupdate=utcnow)

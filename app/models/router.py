@@ -2,19 +2,28 @@ from __future__ import annotations
 
 import base64
 import re
-from typing import Annotated
+from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, Header, Request, Response
+from fastapi import APIRouter, Depends, File, Form, Header, Path, Request, Response, UploadFile
 from fastapi.responses import StreamingResponse
 from sqlalchemy import select
 
 from app.audit import service as audit
 from app.auth.service import Client
-from app.core.deps import SessionDep, require
-from app.core.errors import Forbidden, NotFound, RangeNotSatisfiable
-from app.models import service
-from app.models.models import Alias, Model, ModelVersion, TrainingSample
-from app.models.schemas import AliasRead, ModelList, ModelRead, VersionList, VersionRead
+from app.core.deps import SessionDep, SettingsDep, require
+from app.core.errors import Forbidden, RangeNotSatisfiable
+from app.models import registration, service
+from app.models.models import Model, ModelVersion, TrainingSample
+from app.models.schemas import (
+    AliasHistory,
+    AliasMoveRead,
+    AliasRead,
+    AliasUpdate,
+    ModelList,
+    ModelRead,
+    VersionList,
+    VersionRead,
+)
 
 router = APIRouter(prefix="/v1/models", tags=["models"])
 Reader = Annotated[Client, Depends(require("models:read"))]
@@ -28,6 +37,18 @@ def _model(session: SessionDep, name: str, client: Reader) -> Model:
 
 
 ModelDep = Annotated[Model, Depends(_model)]
+Writer = Annotated[Client, Depends(require("models:write"))]
+ALIAS_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,63}$"
+
+
+def _writable_model(session: SessionDep, name: str, client: Writer) -> Model:
+    model = service.get_model(session=session, name=name)
+    if not client.may_use_model(model.name):
+        raise Forbidden(f"this API key may not act on model {model.name!r}")
+    return model
+
+
+WritableModelDep = Annotated[Model, Depends(_writable_model)]
 
 
 def _read(session: SessionDep, model: Model) -> ModelRead:
@@ -65,6 +86,74 @@ def list_models(session: SessionDep, client: Reader) -> ModelList:
     )
 
 
+@router.post(
+    "",
+    status_code=201,
+    response_model=ModelRead,
+    openapi_extra={
+        "requestBody": {
+            "content": {
+                "multipart/form-data": {
+                    "encoding": {
+                        "checkpoint": {"contentType": "application/octet-stream"},
+                        "training_set": {"contentType": "application/octet-stream"},
+                    }
+                }
+            }
+        }
+    },
+)
+def register_model(
+    request: Request,
+    response: Response,
+    session: SessionDep,
+    settings: SettingsDep,
+    client: Writer,
+    name: Annotated[str, Form(description="unique model name", examples=["faces-resnet"])],
+    architecture: Annotated[str, Form(description="architecture id", examples=["digits-cnn"])],
+    checkpoint: Annotated[UploadFile, File(description="safetensors weights (never pickle)")],
+    training_set: Annotated[
+        UploadFile | None,
+        File(description="npz: x, y, ids, x_val, y_val, ids_val, optional subjects"),
+    ] = None,
+    dataset: Annotated[str | None, Form(description="or a built-in dataset id")] = None,
+    dataset_params: Annotated[str | None, Form(description="JSON object")] = None,
+    manifest: Annotated[
+        UploadFile | None, File(description="with `dataset`: npz of ids, y, optional subjects")
+    ] = None,
+    num_classes: Annotated[int | None, Form(ge=2, le=1_000_000)] = None,
+    auto_promote: Annotated[bool, Form(description="new versions move `production`")] = True,
+    subject_identity_type: Annotated[
+        Literal["email", "user_id", "phone_number", "customer_id", "controller_id"], Form()
+    ] = "user_id",
+) -> ModelRead:
+    """Register a model: architecture, training set and checkpoint become version 1.
+
+    The checkpoint is checked against the architecture's tensors (names, shapes, dtypes)
+    from its safetensors header; raw subject identities are stored only as keyed hashes.
+    """
+    model = registration.register(
+        session=session,
+        store=request.app.state.store,
+        settings=settings,
+        client=client,
+        upload=registration.Upload(
+            name=name,
+            architecture=architecture,
+            checkpoint=checkpoint.file,
+            training_set=training_set.file if training_set else None,
+            dataset=dataset,
+            dataset_params=dataset_params,
+            manifest=manifest.file if manifest else None,
+            num_classes=num_classes,
+            auto_promote=auto_promote,
+            subject_identity_type=subject_identity_type,
+        ),
+    )
+    response.headers["Location"] = f"/v1/models/{model.name}"
+    return _read(session, model)
+
+
 @router.get("/{name}", response_model=ModelRead)
 def get_model(session: SessionDep, model: ModelDep) -> ModelRead:
     return _read(session, model)
@@ -94,11 +183,36 @@ def get_version(number: int, session: SessionDep, model: ModelDep) -> VersionRea
 
 @router.get("/{name}/aliases/{alias}", response_model=AliasRead)
 def get_alias(alias: str, session: SessionDep, model: ModelDep) -> AliasRead:
-    row = session.get(Alias, (model.id, alias))
-    if row is None:
-        raise NotFound(f"model {model.name!r} has no alias {alias!r}")
+    """The version an alias (e.g. `production`) points at."""
+    row = service.get_alias(session=session, model=model, alias=alias)
     return AliasRead(
         model=model.name, alias=alias, version=row.version_number, updated_at=row.updated_at
+    )
+
+
+@router.put("/{name}/aliases/{alias}", response_model=AliasRead)
+def put_alias(
+    alias: Annotated[str, Path(pattern=ALIAS_PATTERN)],
+    body: AliasUpdate,
+    session: SessionDep,
+    model: WritableModelDep,
+    client: Writer,
+) -> AliasRead:
+    """Point an alias at a version (creating it if needed); every move is kept in history."""
+    row = service.set_alias(
+        session=session, model=model, alias=alias, number=body.version, actor=client.actor
+    )
+    return AliasRead(
+        model=model.name, alias=alias, version=row.version_number, updated_at=row.updated_at
+    )
+
+
+@router.get("/{name}/aliases/{alias}/history", response_model=AliasHistory)
+def get_alias_history(alias: str, session: SessionDep, model: ModelDep) -> AliasHistory:
+    """Every move of an alias, oldest first."""
+    rows = service.alias_history(session=session, model=model, alias=alias)
+    return AliasHistory(
+        model=model.name, alias=alias, items=[AliasMoveRead.model_validate(r) for r in rows]
     )
 
 

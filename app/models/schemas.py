@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class ModelRead(BaseModel):
@@ -52,3 +52,23 @@ class AliasRead(BaseModel):
     alias: str
     version: int
     updated_at: datetime
+
+
+class AliasUpdate(BaseModel):
+    model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"version": 3}]})
+    version: int = Field(ge=1)
+
+
+class AliasMoveRead(BaseModel):
+    model_config = ConfigDict(from_attributes=True)
+    alias: str
+    from_version: int | None
+    to_version: int
+    actor: str
+    moved_at: datetime
+
+
+class AliasHistory(BaseModel):
+    model: str
+    alias: str
+    items: list[AliasMoveRead]

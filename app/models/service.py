@@ -12,8 +12,16 @@ from sqlalchemy.orm import Session
 from app.audit import service as audit
 from app.callbacks import service as callbacks
 from app.core.db import utcnow
-from app.core.errors import Conflict, NotFound
-from app.models.models import Alias, AliasMove, Model, ModelVersion, TrainingSample
+from app.core.errors import Conflict, NotFound, Unprocessable
+from app.models.models import (
+    Alias,
+    AliasMove,
+    ArchitectureSpec,
+    Model,
+    ModelVersion,
+    TrainingSample,
+)
+from models_store.safetensors_format import HeaderTensor
 
 PRODUCTION = "production"
 
@@ -93,18 +101,7 @@ def register_model(
     )
     session.add(model)
     session.flush()
-    rows = [
-        {
-            "model_id": model.id,
-            "sample_id": s.sample_id,
-            "label": s.label,
-            "subject_ref": s.subject_ref,
-            "erased_in_version": None,
-        }
-        for s in samples
-    ]
-    for start in range(0, len(rows), 10_000):
-        session.execute(insert(TrainingSample), rows[start : start + 10_000])
+    count = _insert_samples(session, model.id, samples)
     session.add(
         ModelVersion(
             model_id=model.id,
@@ -130,7 +127,7 @@ def register_model(
         data={
             "architecture": architecture,
             "dataset": dataset_id,
-            "samples": len(rows),
+            "samples": count,
             "checkpoint_sha256": checkpoint_sha256,
         },
     )
@@ -215,3 +212,124 @@ def count_samples(*, session: Session, model_id: int) -> int:
         )
         or 0
     )
+
+
+# --- registration helpers -----------------------------------------------------------------
+
+
+def put_architecture_spec(*, session: Session, arch_id: str, tensors: dict[str, Any]) -> None:
+    row = session.get(ArchitectureSpec, arch_id)
+    if row is None:
+        session.add(ArchitectureSpec(arch_id=arch_id, tensors=tensors))
+    elif row.tensors != tensors:
+        row.tensors = tensors
+
+
+def architecture_spec(*, session: Session, arch_id: str) -> dict[str, Any]:
+    row = session.get(ArchitectureSpec, arch_id)
+    if row is None:
+        known = list(session.scalars(select(ArchitectureSpec.arch_id).order_by("arch_id")))
+        raise Unprocessable(
+            f"unknown architecture {arch_id!r}; known: {known} (workers publish their "
+            "architectures with `lethe architectures publish`)",
+            errors=[{"pointer": "/architecture", "detail": "unknown architecture"}],
+        )
+    return row.tensors
+
+
+def check_checkpoint(
+    tensors: Sequence[HeaderTensor], spec: dict[str, Any], *, arch_id: str, num_classes: int
+) -> None:
+    """Refuse a checkpoint whose tensor names, shapes or dtypes differ from the spec."""
+    expected = {
+        name: (d["dtype"], tuple(num_classes if x == "num_classes" else x for x in d["shape"]))
+        for name, d in spec.items()
+    }
+    got = {t.name: (t.dtype, tuple(t.shape)) for t in tensors}
+    missing = sorted(set(expected) - set(got))
+    unexpected = sorted(set(got) - set(expected))
+    wrong = [
+        {"tensor": n, "expected": [*expected[n][1], expected[n][0]], "got": [*got[n][1], got[n][0]]}
+        for n in sorted(set(expected) & set(got))
+        if expected[n] != got[n]
+    ]
+    if missing or unexpected or wrong:
+        err = Unprocessable(
+            f"the checkpoint does not match architecture {arch_id!r} with {num_classes} "
+            f"classes: {len(missing)} missing, {len(unexpected)} unexpected and {len(wrong)} "
+            "mismatched tensors",
+            missing=missing[:50],
+            unexpected=unexpected[:50],
+            mismatched=wrong[:50],
+        )
+        err.type, err.title = "checkpoint-mismatch", "Checkpoint does not match the architecture"
+        raise err
+
+
+def _insert_samples(session: Session, model_id: int, samples: Iterable[SampleRow]) -> int:
+    """Bulk insert: COPY on PostgreSQL, 10k-row executemany chunks elsewhere."""
+    conn = session.connection()
+    if conn.dialect.name == "postgresql":
+        raw: Any = conn.connection.driver_connection
+        if hasattr(raw, "cursor") and type(raw).__module__.startswith("psycopg"):
+            count = 0
+            with (
+                raw.cursor() as cur,
+                cur.copy(
+                    "COPY training_samples (model_id, sample_id, label, subject_ref) FROM STDIN"
+                ) as copy,
+            ):
+                for s in samples:
+                    copy.write_row((model_id, s.sample_id, s.label, s.subject_ref))
+                    count += 1
+            return count
+    count, chunk = 0, []
+    for s in samples:
+        chunk.append(
+            {
+                "model_id": model_id,
+                "sample_id": s.sample_id,
+                "label": s.label,
+                "subject_ref": s.subject_ref,
+                "erased_in_version": None,
+            }
+        )
+        if len(chunk) == 10_000:
+            session.execute(insert(TrainingSample), chunk)
+            count, chunk = count + len(chunk), []
+    if chunk:
+        session.execute(insert(TrainingSample), chunk)
+        count += len(chunk)
+    return count
+
+
+# --- aliases ------------------------------------------------------------------------------
+
+
+def get_alias(*, session: Session, model: Model, alias: str) -> Alias:
+    row = session.get(Alias, (model.id, alias))
+    if row is None:
+        raise NotFound(f"model {model.name!r} has no alias {alias!r}")
+    return row
+
+
+def set_alias(*, session: Session, model: Model, alias: str, number: int, actor: str) -> Alias:
+    """Point `alias` at version `number` (recorded in its history); a no-op if it already is."""
+    get_version(session=session, model=model, number=number)
+    row = session.get(Alias, (model.id, alias))
+    if row is not None and row.version_number == number:
+        return row
+    return move_alias(session=session, model=model, alias=alias, number=number, actor=actor)
+
+
+def alias_history(*, session: Session, model: Model, alias: str) -> list[AliasMove]:
+    rows = list(
+        session.scalars(
+            select(AliasMove)
+            .where(AliasMove.model_id == model.id, AliasMove.alias == alias)
+            .order_by(AliasMove.id)
+        )
+    )
+    if not rows:
+        raise NotFound(f"model {model.name!r} has no alias {alias!r}")
+    return rows

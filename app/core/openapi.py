@@ -1,0 +1,146 @@
+"""The OpenAPI document: every operation lists its problem+json error responses.
+
+Errors are added from what a route is: authenticated routes can answer 401 and 403, routes
+with parameters or a body 422 (validation problems with JSON pointers), routes with path
+parameters 404, POSTs that take an `Idempotency-Key` 409 and 422, uploads and bodies 413.
+FastAPI's own `HTTPValidationError` is replaced by the `Problem` schema actually served.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, routing
+from fastapi.openapi.utils import get_openapi
+from fastapi.routing import APIRoute
+
+from app.core.errors import PROBLEM_BASE, PROBLEM_JSON
+
+PROBLEM_SCHEMA: dict[str, Any] = {
+    "title": "Problem",
+    "description": "RFC 9457 problem details. `type` is stable; `detail` says what to fix.",
+    "type": "object",
+    "required": ["type", "title", "status", "detail"],
+    "properties": {
+        "type": {"type": "string", "format": "uri", "examples": [PROBLEM_BASE + "not-found"]},
+        "title": {"type": "string"},
+        "status": {"type": "integer"},
+        "detail": {"type": "string"},
+        "instance": {"type": "string"},
+        "errors": {
+            "type": "array",
+            "description": "validation errors: a JSON pointer into the request and what to fix",
+            "items": {
+                "type": "object",
+                "properties": {"pointer": {"type": "string"}, "detail": {"type": "string"}},
+            },
+        },
+    },
+    "additionalProperties": True,
+}
+
+DESCRIPTIONS = {
+    "400": "Bad request (e.g. a cursor this API did not issue)",
+    "401": "Missing, unknown or revoked API key",
+    "403": "The key lacks the scope, or may not act on this model",
+    "404": "Not found",
+    "409": "Conflict with the current state, or the same Idempotency-Key still in progress",
+    "413": "Request body too large",
+    "416": "Range not satisfiable",
+    "422": "Validation failed (pointers in `errors`), or the Idempotency-Key was reused",
+    "503": "A dependency (database) is unavailable; retry later",
+}
+
+
+def api_routes(app: FastAPI) -> list[tuple[str, APIRoute]]:
+    """Every API route with its full path (included routers flattened)."""
+    out: list[tuple[str, APIRoute]] = []
+    for ctx in routing.iter_route_contexts(app.routes):
+        route = ctx.original_route
+        if isinstance(route, APIRoute):
+            out.append((ctx.path or route.path, route))
+    return out
+
+
+def scope_of(route: APIRoute) -> str | None:
+    """The scope a route's `require(...)` dependency demands, if any."""
+    stack = list(route.dependant.dependencies)
+    while stack:
+        dep = stack.pop()
+        scope = getattr(dep.call, "lethe_scope", None)
+        if scope:
+            return str(scope)
+        stack.extend(dep.dependencies)
+    return None
+
+
+def _codes(path: str, route: APIRoute, method: str) -> list[str]:
+    codes = ["503"]
+    if scope_of(route) is not None:
+        codes += ["401", "403"]
+    if "{" in path:
+        codes += ["404"]
+    has_params = bool(route.dependant.path_params or route.dependant.query_params)
+    if has_params or route.dependant.body_params or method in ("POST", "PUT", "PATCH"):
+        codes += ["422"]
+    if method in ("POST", "PUT", "PATCH", "DELETE"):
+        codes += ["409", "413"]
+    if any(p.name == "cursor" for p in route.dependant.query_params):
+        codes += ["400"]
+    return sorted(set(codes))
+
+
+def install_openapi(app: FastAPI) -> None:
+    def openapi() -> dict[str, Any]:
+        if app.openapi_schema:
+            return app.openapi_schema
+        schema = get_openapi(
+            title=app.title,
+            version=app.version,
+            description=app.description,
+            routes=app.routes,
+            tags=app.openapi_tags,
+        )
+        components = schema.setdefault("components", {}).setdefault("schemas", {})
+        components.pop("HTTPValidationError", None)
+        components.pop("ValidationError", None)
+        components["Problem"] = PROBLEM_SCHEMA
+        problem = {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}}
+        for path, route in api_routes(app):
+            if not route.include_in_schema:
+                continue
+            for method in route.methods or ():
+                op = schema["paths"].get(path, {}).get(method.lower())
+                if op is None:
+                    continue
+                responses = op.setdefault("responses", {})
+                for code in _codes(path, route, method):
+                    existing = responses.get(code, {})
+                    responses[code] = {
+                        "description": existing.get("description") or DESCRIPTIONS[code],
+                        "content": problem,
+                    }
+                if code_416 := responses.get("416"):
+                    code_416["content"] = problem
+                scope = scope_of(route)
+                if scope is not None:
+                    op.setdefault("security", [{"HTTPBearer": []}, {"APIKeyHeader": []}])
+                    note = f"Requires the `{scope}` scope (or `admin`)."
+                    op["description"] = (op.get("description", "") + "\n\n" + note).strip()
+                if method == "POST" and path.startswith("/v1/"):
+                    params = op.setdefault("parameters", [])
+                    if not any(p.get("name") == "Idempotency-Key" for p in params):
+                        params.append(
+                            {
+                                "name": "Idempotency-Key",
+                                "in": "header",
+                                "required": False,
+                                "description": "replays the stored response of a retried POST "
+                                "(IETF draft): same key + same body → the same response",
+                                "schema": {"type": "string", "maxLength": 255},
+                            }
+                        )
+        app.openapi_schema = schema
+        return schema
+
+    app.openapi = openapi  # type: ignore[method-assign]

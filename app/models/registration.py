@@ -1,0 +1,155 @@
+"""Registering a model from an upload: checkpoint checked by its safetensors header against
+the architecture's published tensor spec (never unpickled, no torch in the API process),
+training set read from an npz, manifest inserted in bulk, v1 published.
+
+Training set, one of:
+- `training_set`: an npz the engine's `npz` loader reads (`x, y, ids, x_val, y_val,
+  ids_val`, optional test split and `subjects`). It is stored as a content-addressed blob
+  (with subjects replaced by their keyed hashes) and the model's dataset params reference
+  its digest; workers materialise it under LETHE_DATA_DIR.
+- `dataset` (a built-in dataset id) + `dataset_params` + `manifest`: an npz of `ids, y`
+  (optional `subjects`) describing that dataset's training split (`lethe models register`
+  computes it with the engine).
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from typing import IO, Any
+
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from app.auth.service import Client
+from app.core.config import Settings
+from app.core.errors import Conflict, Forbidden, Unprocessable
+from app.models import service
+from app.models.models import Model
+from app.models.training_set import MANIFEST_ARRAYS, TRAINING_SET_ARRAYS, read_npz, to_npz
+from models_store import InvalidCheckpoint
+from models_store.safetensors_format import parse_header, read_header_length
+
+NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,127}$")
+
+
+@dataclass
+class Upload:
+    name: str
+    architecture: str
+    checkpoint: IO[bytes]
+    training_set: IO[bytes] | None = None
+    dataset: str | None = None
+    dataset_params: str | None = None
+    manifest: IO[bytes] | None = None
+    num_classes: int | None = None
+    auto_promote: bool = True
+    subject_identity_type: str = "user_id"
+
+
+def _invalid(detail: str, field: str, type_: str = "invalid-registration") -> Unprocessable:
+    err = Unprocessable(detail, errors=[{"pointer": f"/{field}", "detail": detail}])
+    err.type = type_
+    return err
+
+
+def _header(f: IO[bytes]) -> Any:
+    total = f.seek(0, 2)
+    f.seek(0)
+    try:
+        n = read_header_length(f.read(16), total)
+        f.seek(8)
+        parsed = parse_header(f.read(n), total - 8 - n)
+    except InvalidCheckpoint as exc:
+        raise _invalid(str(exc), "checkpoint", "invalid-checkpoint") from None
+    f.seek(0)
+    return parsed
+
+
+def register(
+    *, session: Session, store: Any, settings: Settings, client: Client, upload: Upload
+) -> Model:
+    if not NAME.match(upload.name):
+        raise _invalid("model names are 1-128 letters, digits, `.`, `_`, `-`", "name")
+    if not client.may_use_model(upload.name):
+        raise Forbidden(f"this API key may not act on model {upload.name!r}")
+    if session.scalar(select(Model.id).where(Model.name == upload.name)) is not None:
+        raise Conflict(f"a model named {upload.name!r} already exists")
+    spec = service.architecture_spec(session=session, arch_id=upload.architecture)
+    if (upload.training_set is None) == (upload.dataset is None):
+        raise _invalid("give exactly one of `training_set` (npz) or `dataset`", "training_set")
+    secret = settings.secret_key.get_secret_value()
+    if upload.training_set is not None:
+        manifest = read_npz(
+            upload.training_set,
+            field="training_set",
+            required=TRAINING_SET_ARRAYS,
+            secret=secret,
+            identity_type=upload.subject_identity_type,
+        )
+    else:
+        if upload.dataset == "npz":
+            raise _invalid("upload the npz as `training_set`", "dataset")
+        if upload.manifest is None:
+            raise _invalid(
+                "a built-in `dataset` needs its `manifest` (npz of ids, y, optional subjects)",
+                "manifest",
+            )
+        manifest = read_npz(
+            upload.manifest,
+            field="manifest",
+            required=MANIFEST_ARRAYS,
+            secret=secret,
+            identity_type=upload.subject_identity_type,
+        )
+    num_classes = upload.num_classes or manifest.num_classes
+    if manifest.num_classes > num_classes:
+        raise _invalid(
+            f"labels go up to {manifest.num_classes - 1} but num_classes is {num_classes}",
+            "num_classes",
+        )
+    parsed = _header(upload.checkpoint)
+    service.check_checkpoint(
+        parsed.tensors, spec, arch_id=upload.architecture, num_classes=num_classes
+    )
+    put = store.put_checkpoint(upload.checkpoint)
+
+    if upload.training_set is not None:
+        if manifest.subject_refs is not None:  # store hashed subjects, never the raw ones
+            digest = store.put_blob(to_npz(manifest.arrays))
+        else:
+            upload.training_set.seek(0)
+            digest = store.put_blob(upload.training_set)
+        dataset_id = "npz"
+        params: dict[str, Any] = {"blob": digest, "num_classes": num_classes}
+    else:
+        assert upload.dataset is not None
+        try:
+            given = json.loads(upload.dataset_params or "{}")
+        except ValueError:
+            given = None
+        if not isinstance(given, dict):
+            raise _invalid("`dataset_params` must be a JSON object", "dataset_params")
+        params = given
+        dataset_id = upload.dataset
+    refs = manifest.subject_refs or [None] * len(manifest.ids)
+    samples = (
+        service.SampleRow(sid, label, ref)
+        for sid, label, ref in zip(manifest.ids, manifest.labels, refs, strict=True)
+    )
+    return service.register_model(
+        session=session,
+        name=upload.name,
+        architecture=upload.architecture,
+        num_classes=num_classes,
+        dataset_id=dataset_id,
+        dataset_params=params,
+        samples=samples,
+        checkpoint_sha256=put.manifest.sha256,
+        checkpoint_size=put.manifest.size,
+        stored_bytes=put.new_bytes,
+        metrics={},
+        actor=client.actor,
+        auto_promote=upload.auto_promote,
+    )

@@ -1,0 +1,155 @@
+"""ASGI middleware: request id + access log + request metrics; request body size limits.
+
+Pure ASGI (not BaseHTTPMiddleware) so streamed downloads and uploads stay streamed.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import time
+import uuid
+from typing import Any
+
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from app.core.errors import PROBLEM_JSON, PayloadTooLarge
+from app.observability.logging import request_id_var
+from app.observability.metrics import Metrics
+
+log = logging.getLogger("lethe.access")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._:\-]{1,128}$")
+
+
+def header(scope: Scope, name: bytes) -> str | None:
+    for key, value in scope.get("headers", ()):
+        if key.lower() == name:
+            return str(value.decode("latin-1"))
+    return None
+
+
+async def send_problem(send: Send, err: Any, path: str, extra_headers: list[Any]) -> None:
+    body = json.dumps(err.to_problem(instance=path)).encode()
+    headers = [
+        (b"content-type", PROBLEM_JSON.encode()),
+        (b"content-length", str(len(body)).encode()),
+        *extra_headers,
+    ]
+    for name, value in (err.headers or {}).items():
+        headers.append((name.lower().encode(), value.encode()))
+    await send({"type": "http.response.start", "status": err.status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class RequestContextMiddleware:
+    """`X-Request-ID` in (kept when well-formed) and out; one JSON access-log line; metrics."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics):
+        self.app, self.metrics = app, metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        given = header(scope, b"x-request-id")
+        rid = given if given and _REQUEST_ID.match(given) else uuid.uuid4().hex
+        token = request_id_var.set(rid)
+        scope.setdefault("state", {})["request_id"] = rid
+        status = 500
+        started = time.perf_counter()
+
+        async def _send(message: Message) -> None:
+            nonlocal status
+            if message["type"] == "http.response.start":
+                status = message["status"]
+                message["headers"] = [
+                    *message.get("headers", []),
+                    (b"x-request-id", rid.encode()),
+                ]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, _send)
+        finally:
+            elapsed = time.perf_counter() - started
+            route = scope.get("route")
+            template = getattr(route, "path", None) or "unmatched"
+            self.metrics.requests.labels(scope["method"], template, str(status)).inc()
+            self.metrics.latency.labels(template).observe(elapsed)
+            log.info(
+                "%s %s %s",
+                scope["method"],
+                template,
+                status,
+                extra={
+                    "method": scope["method"],
+                    "path": scope["path"],
+                    "route": template,
+                    "status": status,
+                    "duration_ms": round(elapsed * 1000, 2),
+                },
+            )
+            request_id_var.reset(token)
+
+
+class BodyLimitMiddleware:
+    """413 problem+json for bodies over the limit: at once from Content-Length, or as soon
+    as a streamed body passes the limit (the app's half-read body is never processed)."""
+
+    def __init__(self, app: ASGIApp, *, default: int, uploads: dict[str, int]):
+        self.app, self.default, self.uploads = app, default, uploads
+
+    def limit(self, scope: Scope) -> int:
+        return self.uploads.get(f"{scope['method']} {scope['path'].rstrip('/')}", self.default)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD", "OPTIONS"):
+            await self.app(scope, receive, send)
+            return
+        limit = self.limit(scope)
+        declared = header(scope, b"content-length")
+        too_large = PayloadTooLarge(
+            f"the request body exceeds the limit of {limit} bytes for this route",
+            limit_bytes=limit,
+        )
+        if declared is not None and declared.isdigit() and int(declared) > limit:
+            await send_problem(send, too_large, scope["path"], [(b"connection", b"close")])
+            return
+        seen = 0
+        exceeded = False
+
+        async def _receive() -> Message:
+            nonlocal seen, exceeded
+            message = await receive()
+            if message["type"] == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > limit:
+                    exceeded = True
+                    raise PayloadTooLargeSignal
+            return message
+
+        started = False
+
+        async def _send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+                if exceeded:
+                    raise PayloadTooLargeSignal
+            await send(message)
+
+        try:
+            await self.app(scope, _receive, _send)
+        except PayloadTooLargeSignal:
+            if not started:
+                await send_problem(send, too_large, scope["path"], [(b"connection", b"close")])
+        except Exception:
+            if exceeded and not started:
+                await send_problem(send, too_large, scope["path"], [(b"connection", b"close")])
+                return
+            raise
+
+
+class PayloadTooLargeSignal(Exception):
+    """Raised inside the app's body read; turned into a 413 by BodyLimitMiddleware."""
