@@ -12,9 +12,14 @@ from sqlalchemy import select
 from tests.helpers import erasure_body
 
 
-def submit_concurrently(post: Callable[[dict], Any], pool: list[str], n: int,
-                        threads: int = 8, per_request: int = 3,
-                        model: str = "digits-cnn") -> dict[str, set[str]]:
+def submit_concurrently(
+    post: Callable[[dict], Any],
+    pool: list[str],
+    n: int,
+    threads: int = 8,
+    per_request: int = 3,
+    model: str = "digits-cnn",
+) -> dict[str, set[str]]:
     """POST n requests from several threads; returns {request id: its sample ids}."""
     rng = random.Random(n)
     bodies = [erasure_body(rng.sample(pool, per_request), model=model) for _ in range(n)]
@@ -38,26 +43,39 @@ def assert_single_chain(rt: Any, model: str, requested: dict[str, set[str]]) -> 
 
     with session_scope(rt.session_factory, None) as s:
         m = s.scalar(select(Model).where(Model.name == model))
-        versions = list(s.scalars(select(ModelVersion).where(ModelVersion.model_id == m.id)
-                                  .order_by(ModelVersion.number)))
+        versions = list(
+            s.scalars(
+                select(ModelVersion)
+                .where(ModelVersion.model_id == m.id)
+                .order_by(ModelVersion.number)
+            )
+        )
         numbers = [v.number for v in versions]
         assert numbers == list(range(1, len(versions) + 1)), numbers
         assert all(v.parent_number == v.number - 1 for v in versions[1:])
         job_ids = [v.job_id for v in versions[1:]]
         assert len(set(job_ids)) == len(job_ids), "a job published twice"
-        succeeded = s.scalars(select(Job.id).where(Job.model_id == m.id,
-                                                   Job.status == "succeeded")).all()
+        succeeded = s.scalars(
+            select(Job.id).where(Job.model_id == m.id, Job.status == "succeeded")
+        ).all()
         assert set(succeeded) == set(job_ids)
-        requests = {r.id: r for r in s.scalars(
-            select(ErasureRequest).where(ErasureRequest.id.in_(list(requested))))}
+        requests = {
+            r.id: r
+            for r in s.scalars(select(ErasureRequest).where(ErasureRequest.id.in_(list(requested))))
+        }
         assert {r.status.value for r in requests.values()} == {"completed"}
         in_versions = {rid for v in versions for rid in v.request_ids}
         assert in_versions >= set(requested)
         for rid, req in requests.items():
             version = versions[req.result_version - 1]
             assert rid in version.request_ids
-        erased = set(s.scalars(select(TrainingSample.sample_id).where(
-            TrainingSample.model_id == m.id, TrainingSample.erased_in_version.is_not(None))))
+        erased = set(
+            s.scalars(
+                select(TrainingSample.sample_id).where(
+                    TrainingSample.model_id == m.id, TrainingSample.erased_in_version.is_not(None)
+                )
+            )
+        )
         union = set().union(*requested.values())
         assert erased == union
         assert versions[-1].erased_count == len(union)

@@ -3,6 +3,7 @@ concurrency, a worker killed mid-job, a job that keeps failing, per-model serial
 
 from __future__ import annotations
 
+import itertools
 import os
 import signal
 from typing import Any
@@ -29,8 +30,10 @@ def _audit_types(rt: Any) -> list[tuple[str, str | None, dict]]:
     from app.core.db import session_scope
 
     with session_scope(rt.session_factory, None) as s:
-        return [(e.type, e.subject, e.data) for e in s.scalars(
-            select(AuditEvent).order_by(AuditEvent.seq))]
+        return [
+            (e.type, e.subject, e.data)
+            for e in s.scalars(select(AuditEvent).order_by(AuditEvent.seq))
+        ]
 
 
 def test_fifty_concurrent_requests_form_one_chain(distributed: Any) -> None:
@@ -41,14 +44,14 @@ def test_fifty_concurrent_requests_form_one_chain(distributed: Any) -> None:
     pool = training_ids(rt)
     with distributed.client() as client:
         requested = submit_concurrently(
-            lambda body: client.post("/v1/erasure-requests", json=body, headers=headers),
-            pool, 50)
+            lambda body: client.post("/v1/erasure-requests", json=body, headers=headers), pool, 50
+        )
         for rid in requested:
             wait_for_status(client, rid, headers, timeout=240)
     versions = assert_single_chain(rt, "digits-cnn", requested)
     assert 2 <= len(versions) <= 51
-    from app.core.db import session_scope
     from app.audit import service as audit
+    from app.core.db import session_scope
 
     with session_scope(rt.session_factory, None) as s:
         assert audit.verify(session=s).ok
@@ -60,8 +63,9 @@ def test_worker_killed_mid_job_is_reaped_and_completes_once(distributed: Any) ->
     victim = distributed.worker("victim")
     headers = {"X-API-Key": create_key(rt, ["admin"])}
     with distributed.client() as client:
-        resp = client.post("/v1/erasure-requests",
-                           json=erasure_body(training_ids(rt, limit=5)), headers=headers)
+        resp = client.post(
+            "/v1/erasure-requests", json=erasure_body(training_ids(rt, limit=5)), headers=headers
+        )
         request_id = resp.json()["id"]
 
         def running_job() -> str | None:
@@ -84,8 +88,11 @@ def test_worker_killed_mid_job_is_reaped_and_completes_once(distributed: Any) ->
     assert job.status.value == "succeeded" and job.attempts == 2
     versions = client.get("/v1/models/digits-cnn/versions", headers=headers).json()["items"]
     assert [v["number"] for v in versions] == [1, 2]
-    lost = [d for t, subj, d in _audit_types(rt)
-            if t == "job.attempt_failed" and subj == f"job:{job_id}"]
+    lost = [
+        d
+        for t, subj, d in _audit_types(rt)
+        if t == "job.attempt_failed" and subj == f"job:{job_id}"
+    ]
     assert len(lost) == 1 and "lost" in lost[0]["reason"] and lost[0]["attempt"] == 1
 
 
@@ -105,8 +112,9 @@ def test_a_job_that_keeps_failing_ends_failed_and_publishes_nothing(distributed:
     distributed.worker("w1", beat=True)
     headers = {"X-API-Key": create_key(rt, ["admin"])}
     with distributed.client() as client:
-        resp = client.post("/v1/erasure-requests",
-                           json=erasure_body(training_ids(rt, limit=4)), headers=headers)
+        resp = client.post(
+            "/v1/erasure-requests", json=erasure_body(training_ids(rt, limit=4)), headers=headers
+        )
         request_id = resp.json()["id"]
 
         def final() -> dict | None:
@@ -121,7 +129,9 @@ def test_a_job_that_keeps_failing_ends_failed_and_publishes_nothing(distributed:
     failed_jobs = [d for t, _, d in events if t == "job.failed"]
     assert len(failed_jobs) == 2 and all(d["attempts"] == 2 for d in failed_jobs)
     assert [t for t, subj, _ in events if subj == f"request:{request_id}"] == [
-        "request.received", "request.failed"]
+        "request.received",
+        "request.failed",
+    ]
 
 
 def test_two_workers_three_models_keep_each_model_serial(distributed: Any) -> None:
@@ -136,6 +146,7 @@ def test_two_workers_three_models_keep_each_model_serial(distributed: Any) -> No
     pool = training_ids(rt)
     requested: dict[str, dict[str, set[str]]] = {}
     with distributed.client() as client:
+
         def post(body: dict) -> Any:
             return client.post("/v1/erasure-requests", json=body, headers=headers)
 
@@ -154,10 +165,14 @@ def test_two_workers_three_models_keep_each_model_serial(distributed: Any) -> No
         for name in models:
             assert_single_chain(rt, name, requested[name])
             model_id = s.scalar(select(Model.id).where(Model.name == name))
-            jobs = list(s.scalars(select(Job).where(Job.model_id == model_id,
-                                                    Job.status == "succeeded")
-                                  .order_by(Job.started_at)))
-            for earlier, later in zip(jobs, jobs[1:], strict=False):
+            jobs = list(
+                s.scalars(
+                    select(Job)
+                    .where(Job.model_id == model_id, Job.status == "succeeded")
+                    .order_by(Job.started_at)
+                )
+            )
+            for earlier, later in itertools.pairwise(jobs):
                 assert later.started_at >= earlier.finished_at, "two jobs of one model overlapped"
             workers_used.update(j.worker for j in jobs)
     assert len(workers_used) == 2, f"expected both workers to take jobs: {workers_used}"

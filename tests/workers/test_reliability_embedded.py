@@ -30,11 +30,14 @@ pytestmark = pytest.mark.usefixtures("seeded")
 
 
 @pytest.mark.overrides(policy_max_ta_drop=100.0)
-def test_fifty_concurrent_requests_form_one_chain(embedded: Any, seeded: Any,
-                                                  admin_headers: dict[str, str]) -> None:
+def test_fifty_concurrent_requests_form_one_chain(
+    embedded: Any, seeded: Any, admin_headers: dict[str, str]
+) -> None:
     requested = submit_concurrently(
         lambda body: embedded.post("/v1/erasure-requests", json=body, headers=admin_headers),
-        training_ids(seeded), 50)
+        training_ids(seeded),
+        50,
+    )
     for rid in requested:
         wait_for_status(embedded, rid, admin_headers, timeout=240)
     assert_single_chain(seeded, "digits-cnn", requested)
@@ -46,11 +49,11 @@ def test_gate_refuses_a_weak_result_and_escalates_to_the_fallback(
     embedded: Any, seeded: Any, admin_headers: dict[str, str]
 ) -> None:
     forget = training_ids(seeded, label=7)
-    resp = embedded.post("/v1/erasure-requests", json=erasure_body(forget),
-                         headers=admin_headers)
+    resp = embedded.post("/v1/erasure-requests", json=erasure_body(forget), headers=admin_headers)
     done = wait_for_status(embedded, resp.json()["id"], admin_headers, timeout=180)
-    version = embedded.get(f"/v1/models/digits-cnn/versions/{done['result_version']}",
-                           headers=admin_headers).json()
+    version = embedded.get(
+        f"/v1/models/digits-cnn/versions/{done['result_version']}", headers=admin_headers
+    ).json()
     assert version["method"] == "retrain"
     refusals = version["metrics"]["gate_refusals"]
     assert len(refusals) == 1 and refusals[0].startswith("finetune: forgotten class")
@@ -61,8 +64,11 @@ def test_gate_refuses_a_weak_result_and_escalates_to_the_fallback(
 def test_gate_fails_the_job_with_its_reason_and_publishes_nothing(
     embedded: Any, seeded: Any, admin_headers: dict[str, str]
 ) -> None:
-    resp = embedded.post("/v1/erasure-requests", json=erasure_body(training_ids(seeded, label=1)),
-                         headers=admin_headers)
+    resp = embedded.post(
+        "/v1/erasure-requests",
+        json=erasure_body(training_ids(seeded, label=1)),
+        headers=admin_headers,
+    )
     request_id = resp.json()["id"]
     with pytest.raises(AssertionError, match="verification gate refused"):
         wait_for_status(embedded, request_id, admin_headers, timeout=120)

@@ -34,13 +34,15 @@ def embedded(seeded: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
 
 
 @pytest.mark.overrides(batch_window_s=3.0, policy_max_ta_drop=100.0)
-def test_requests_inside_the_window_share_one_job(embedded: Any, seeded: Any,
-                                                  admin_headers: dict[str, str]) -> None:
+def test_requests_inside_the_window_share_one_job(
+    embedded: Any, seeded: Any, admin_headers: dict[str, str]
+) -> None:
     pool = training_ids(seeded)
     ids = []
     for i in range(5):
-        resp = embedded.post("/v1/erasure-requests", json=erasure_body(pool[i::97][:2]),
-                             headers=admin_headers)
+        resp = embedded.post(
+            "/v1/erasure-requests", json=erasure_body(pool[i::97][:2]), headers=admin_headers
+        )
         assert resp.json()["status"] == "received"  # waiting for the window to close
         ids.append(resp.json()["id"])
     done = [wait_for_status(embedded, rid, admin_headers, timeout=120) for rid in ids]
@@ -71,8 +73,9 @@ def test_each_job_forgets_everything_erased_earlier_in_the_lineage(
 ) -> None:
     first, second = training_ids(seeded, label=3), training_ids(seeded, label=5)
     for forget in (first, second):
-        resp = embedded.post("/v1/erasure-requests", json=erasure_body(forget),
-                             headers=admin_headers)
+        resp = embedded.post(
+            "/v1/erasure-requests", json=erasure_body(forget), headers=admin_headers
+        )
         wait_for_status(embedded, resp.json()["id"], admin_headers, timeout=120)
     v3 = embedded.get("/v1/models/digits-cnn/versions/3", headers=admin_headers).json()
     assert v3["parent_number"] == 2 and v3["erased_count"] == len(first) + len(second)
@@ -91,21 +94,36 @@ def test_a_redelivered_job_publishes_nothing_the_second_time(
     from app.models.models import ModelVersion
     from workers.pipeline import run_job
 
-    resp = embedded.post("/v1/erasure-requests", json=erasure_body(training_ids(seeded, label=2)),
-                         headers=admin_headers)
+    resp = embedded.post(
+        "/v1/erasure-requests",
+        json=erasure_body(training_ids(seeded, label=2)),
+        headers=admin_headers,
+    )
     done = wait_for_status(embedded, resp.json()["id"], admin_headers, timeout=120)
     assert run_job(done["job_id"], seeded) == "not-claimed"
 
     with session_scope(seeded.session_factory, None) as s:
         version = s.scalar(select(ModelVersion).where(ModelVersion.number == 2))
         claim = jobs.Claim(
-            job_id=done["job_id"], attempt=1, model_id=version.model_id, model_name="digits-cnn",
-            architecture="digits-cnn", num_classes=10, dataset_id="sklearn-digits",
-            dataset_params={}, base_version=1, base_sha256="", base_metrics={},
-            request_ids=[done["id"]], new_sample_ids=[], erased_sample_ids=[])
+            job_id=done["job_id"],
+            attempt=1,
+            model_id=version.model_id,
+            model_name="digits-cnn",
+            architecture="digits-cnn",
+            num_classes=10,
+            dataset_id="sklearn-digits",
+            dataset_params={},
+            base_version=1,
+            base_sha256="",
+            base_metrics={},
+            request_ids=[done["id"]],
+            new_sample_ids=[],
+            erased_sample_ids=[],
+        )
         outcome = jobs.Outcome("lau", {}, {}, "0" * 64, 1, 1)
-        again = jobs.publish(session=s, claim=claim, outcome=outcome,
-                             settings=seeded.settings, worker="test")
+        again = jobs.publish(
+            session=s, claim=claim, outcome=outcome, settings=seeded.settings, worker="test"
+        )
         assert again is not None and again.id == version.id
     versions = embedded.get("/v1/models/digits-cnn/versions", headers=admin_headers).json()
     assert [v["number"] for v in versions["items"]] == [1, 2]
@@ -115,8 +133,9 @@ def test_celery_is_configured_for_long_gpu_jobs() -> None:
     from app.core.config import Settings
     from workers.celery_app import GPU_QUEUE, RUN_JOB, make_celery
 
-    settings = Settings(broker_url="redis://127.0.0.1:6379/9", job_time_limit_s=1800,
-                        visibility_timeout_s=3600)
+    settings = Settings(
+        broker_url="redis://127.0.0.1:6379/9", job_time_limit_s=1800, visibility_timeout_s=3600
+    )
     conf = make_celery(settings).conf
     assert conf.task_acks_late and conf.task_reject_on_worker_lost
     assert conf.worker_prefetch_multiplier == 1
