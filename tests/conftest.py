@@ -259,27 +259,9 @@ class WorkerProcess:
 
         env = {k: v for k, v in os.environ.items() if not k.startswith("LETHE_")}
         env.update(settings_env(settings))
-        cmd = [
-            sys.executable,
-            "-m",
-            "celery",
-            "-A",
-            "workers.celery_app",
-            "worker",
-            "-Q",
-            "gpu,default",
-            "-c",
-            "1",
-            "-n",
-            f"{name}@%h",
-            "--without-gossip",
-            "--without-mingle",
-            "--without-heartbeat",
-            "--loglevel",
-            "INFO",
-        ]
-        if beat:
-            cmd += ["-B", "-s", str(log_path.with_suffix(".beat"))]
+        # the CLI users run: `lethe worker -Q gpu,default -c 1 --name ... [--beat]`
+        cmd = [sys.executable, "-m", "workers.cli", "worker", "-Q", "gpu,default", "-c", "1"]
+        cmd += ["--name", name, *(["--beat"] if beat else [])]
         self.log_path = log_path
         self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(

@@ -160,9 +160,11 @@ def worker(
     ] = "gpu,default",
     concurrency: Annotated[int, typer.Option("--concurrency", "-c", help="1 per GPU")] = 1,
     beat: Annotated[bool, typer.Option(help="also run the periodic reaper")] = False,
+    name: Annotated[str | None, typer.Option(help="node name (default: celery@host)")] = None,
 ) -> None:
     """Run a Celery worker (needs LETHE_BROKER_URL)."""
-    if get_settings().embedded:
+    settings = get_settings()
+    if settings.embedded:
         raise typer.BadParameter("set LETHE_BROKER_URL (e.g. redis://localhost:6379/0) first")
     from workers.celery_app import celery_app
 
@@ -177,8 +179,11 @@ def worker(
         "--without-gossip",
         "--without-mingle",
     ]
+    if name:
+        argv += ["-n", f"{name}@%h"]
     if beat:
-        argv.append("-B")
+        settings.data_dir.mkdir(parents=True, exist_ok=True)
+        argv += ["-B", "-s", str(settings.data_dir / "celerybeat-schedule")]
     celery_app.worker_main(argv)
 
 
