@@ -71,17 +71,24 @@ def load_model(checkpoint: bytes) -> Any:
     return ul.load_checkpoint(checkpoint, arch_id="digits-cnn", num_classes=10)
 
 
-def accuracy_and_confidence(model: Any, ids: list[str]) -> tuple[float, float]:
-    """Accuracy (%) and mean true-label probability of `model` on the digits samples `ids`."""
+def accuracy_and_confidence(
+    model: Any, ids: list[str] | None, *, test_without_label: int | None = None
+) -> tuple[float, float]:
+    """Accuracy (%) and mean true-label probability of `model` on the digits training
+    samples `ids`, or on the test split (ids=None), optionally without one class."""
     import torch
 
     from workers.demo import DEMO_DATASET, DEMO_PARAMS
     from workers.pipeline import load_dataset
 
     ds = load_dataset(DEMO_DATASET, DEMO_PARAMS)
-    wanted = set(ids)
-    mask = torch.tensor([i in wanted for i in ds.train.ids]) if ids != ["test"] else None
-    split = ds.test if mask is None else ds.train.subset(mask)
+    if ids is None:
+        split = ds.test
+        if test_without_label is not None:
+            split = split.subset(split.y != test_without_label)
+    else:
+        wanted = set(ids)
+        split = ds.train.subset(torch.tensor([i in wanted for i in ds.train.ids]))
     model.eval()
     with torch.no_grad():
         probs = torch.softmax(model(split.x), dim=1)

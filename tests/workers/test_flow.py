@@ -54,12 +54,12 @@ def test_class_erasure_completes_and_the_model_forgets(
     v1, v2 = load_model(v1_blob), load_model(blob)
     forget_acc_v1, _ = accuracy_and_confidence(v1, forget)
     forget_acc_v2, _ = accuracy_and_confidence(v2, forget)
-    test_acc_v1, _ = accuracy_and_confidence(v1, ["test"])
-    test_acc_v2, _ = accuracy_and_confidence(v2, ["test"])
+    # the erased class is gone by design; on every other class test accuracy must hold
+    test_acc_v1, _ = accuracy_and_confidence(v1, None, test_without_label=3)
+    test_acc_v2, _ = accuracy_and_confidence(v2, None, test_without_label=3)
     assert forget_acc_v1 > 95
     assert forget_acc_v2 < 5, "the erased class is still recognised"
-    # class 3 is gone, so test accuracy on all ten classes can lose at most its ~10%
-    assert test_acc_v2 > test_acc_v1 - 12
+    assert abs(test_acc_v2 - test_acc_v1) <= 2.0
 
 
 def test_sample_erasure_completes_and_confidence_drops(
@@ -89,8 +89,8 @@ def test_sample_erasure_completes_and_confidence_drops(
     v1, v2 = load_model(v1_blob), load_model(v2_blob)
     _, conf_v1 = accuracy_and_confidence(v1, forget)
     _, conf_v2 = accuracy_and_confidence(v2, forget)
-    test_v1, _ = accuracy_and_confidence(v1, ["test"])
-    test_v2, _ = accuracy_and_confidence(v2, ["test"])
+    test_v1, _ = accuracy_and_confidence(v1, None)
+    test_v2, _ = accuracy_and_confidence(v2, None)
     assert conf_v2 < conf_v1, "the forgotten samples are held as confidently as before"
     assert abs(test_v2 - test_v1) <= 2.0
     # only the head changed, so the store kept only the head's bytes for version 2
