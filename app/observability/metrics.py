@@ -36,6 +36,7 @@ class DomainCollector(Collector):
             )
             overdue = s.execute(
                 select(Model.name, func.count())
+                .select_from(ErasureRequest)
                 .join(Model, Model.id == ErasureRequest.model_id)
                 .where(ErasureRequest.status.in_(open_statuses), ErasureRequest.due_at < now)
                 .group_by(Model.name)

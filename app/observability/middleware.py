@@ -95,7 +95,7 @@ class RequestContextMiddleware:
 
 class BodyLimitMiddleware:
     """413 problem+json for bodies over the limit: at once from Content-Length, or as soon
-    as a streamed body passes the limit (the app's half-read body is never processed)."""
+    as a chunked body passes it (such a body is read before the app sees any of it)."""
 
     def __init__(self, app: ASGIApp, *, default: int, uploads: dict[str, int]):
         self.app, self.default, self.uploads = app, default, uploads
@@ -116,40 +116,31 @@ class BodyLimitMiddleware:
         if declared is not None and declared.isdigit() and int(declared) > limit:
             await send_problem(send, too_large, scope["path"], [(b"connection", b"close")])
             return
+        if declared is not None and declared.isdigit():
+            await self.app(scope, receive, send)  # the server enforces Content-Length framing
+            return
+        # No Content-Length (chunked): read up to the limit before the app sees anything.
+        chunks: list[bytes] = []
         seen = 0
-        exceeded = False
-
-        async def _receive() -> Message:
-            nonlocal seen, exceeded
+        while True:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > limit:
-                    exceeded = True
-                    raise PayloadTooLargeSignal
-            return message
-
-        started = False
-
-        async def _send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
-                if exceeded:
-                    raise PayloadTooLargeSignal
-            await send(message)
-
-        try:
-            await self.app(scope, _receive, _send)
-        except PayloadTooLargeSignal:
-            if not started:
-                await send_problem(send, too_large, scope["path"], [(b"connection", b"close")])
-        except Exception:
-            if exceeded and not started:
+            if message["type"] == "http.disconnect":
+                return
+            chunk = message.get("body", b"")
+            seen += len(chunk)
+            if seen > limit:
                 await send_problem(send, too_large, scope["path"], [(b"connection", b"close")])
                 return
-            raise
+            chunks.append(chunk)
+            if not message.get("more_body"):
+                break
+        replayed = False
 
+        async def _receive() -> Message:
+            nonlocal replayed
+            if not replayed:
+                replayed = True
+                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
+            return await receive()
 
-class PayloadTooLargeSignal(Exception):
-    """Raised inside the app's body read; turned into a 413 by BodyLimitMiddleware."""
+        await self.app(scope, _receive, send)
