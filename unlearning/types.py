@@ -8,10 +8,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
-from torch import nn
+
+if TYPE_CHECKING:
+    from unlearning.architectures import SplitModel
 
 __all__ = [
     "Cancelled",
@@ -127,7 +129,7 @@ class Hooks:
 class UnlearnResult:
     """The unlearned model and what was done to it."""
 
-    model: nn.Module
+    model: SplitModel
     method: str
     config: dict[str, Any]
     elapsed_s: float

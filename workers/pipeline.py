@@ -175,7 +175,7 @@ def _unlearn(claim: jobs.Claim, rt: Runtime, progress: Progress) -> jobs.Outcome
         result = ul.unlearn(model, data, method=method, device=device, hooks=hooks, cache=cache)
         progress.set("verifying")
         metrics: dict[str, Any] = dict(
-            ul.evaluate(result.model, data, device=device, cache=cache)  # type: ignore[arg-type]
+            ul.evaluate(result.model, data, device=device, cache=cache)
         )
         metrics.update(
             {
@@ -197,7 +197,7 @@ def _unlearn(claim: jobs.Claim, rt: Runtime, progress: Progress) -> jobs.Outcome
         raise PolicyRefused("verification gate refused every method: " + "; ".join(refusals))
     progress.set("publishing")
     blob = ul.save_checkpoint(
-        result.model,  # type: ignore[arg-type]
+        result.model,
         arch_id=claim.architecture,
         extra_metadata={
             "lethe.model": claim.model_name,
