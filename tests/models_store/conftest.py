@@ -15,10 +15,10 @@ from typing import Any
 
 import boto3
 import pytest
-from store_harness import CREDENTIALS, REGION, Harness, MiB
 
 from models_store import ModelStore
 from models_store.backends import FilesystemBackend, S3Backend
+from tests.models_store.store_harness import CREDENTIALS, REGION, Harness, MiB
 
 
 def _free_port() -> int:

@@ -11,11 +11,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from safetensors_builders import METADATA, tiny_model, to_bytes
-from store_harness import CREDENTIALS, REGION
 
 from models_store import ModelStore, StoreError, open_store
 from models_store.backends import FilesystemBackend, S3Backend
+from tests.models_store.safetensors_builders import METADATA, tiny_model, to_bytes
+from tests.models_store.store_harness import CREDENTIALS, REGION
 
 
 def test_importing_the_store_loads_neither_torch_nor_numpy() -> None:

@@ -12,8 +12,6 @@ from typing import Any
 import numpy as np
 import pytest
 from safetensors import safe_open
-from safetensors_builders import METADATA, hand_built, raw_file, tiny_model, to_bytes
-from store_harness import Harness
 
 from models_store import (
     BlobNotFound,
@@ -22,6 +20,14 @@ from models_store import (
     InvalidCheckpoint,
     InvalidDigest,
 )
+from tests.models_store.safetensors_builders import (
+    METADATA,
+    hand_built,
+    raw_file,
+    tiny_model,
+    to_bytes,
+)
+from tests.models_store.store_harness import Harness
 
 MiB = 1024 * 1024
 
