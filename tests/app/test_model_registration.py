@@ -1,0 +1,357 @@
+"""Model registration by upload: checkpoint checked by its safetensors header against the
+architecture (never unpickled), npz training sets with hashed subjects, a built-in dataset
+with its manifest, aliases and their history, auto-promote policy; and a job on an
+uploaded training set run end to end by the embedded worker."""
+
+from __future__ import annotations
+
+import io
+import json
+from typing import Any
+
+import numpy as np
+import pytest
+from sqlalchemy import text
+
+from tests.conftest import create_key
+from tests.helpers import erasure_body, wait_for_status
+
+
+def digits_npz(subjects: bool = True) -> bytes:
+    from workers.demo import DEMO_DATASET, DEMO_PARAMS
+    from workers.pipeline import load_dataset
+
+    ds = load_dataset(DEMO_DATASET, DEMO_PARAMS)
+    arrays: dict[str, Any] = {
+        "x": ds.train.x.numpy(),
+        "y": ds.train.y.numpy(),
+        "ids": np.array([f"up-{i}" for i in ds.train.ids]),
+        "x_val": ds.val.x.numpy(),
+        "y_val": ds.val.y.numpy(),
+        "ids_val": np.array(list(ds.val.ids)),
+        "x_test": ds.test.x.numpy(),
+        "y_test": ds.test.y.numpy(),
+        "ids_test": np.array(list(ds.test.ids)),
+    }
+    if subjects:
+        arrays["subjects"] = np.array([f"person{i // 5}@example.org" for i in range(len(ds.train))])
+    out = io.BytesIO()
+    np.savez(out, **arrays)
+    return out.getvalue()
+
+
+def _register(client: Any, headers: dict[str, str], files: dict[str, Any], **data: Any) -> Any:
+    form = {"architecture": "digits-cnn", **{k: str(v) for k, v in data.items()}}
+    return client.post("/v1/models", data=form, files=files, headers=headers)
+
+
+@pytest.fixture(scope="module")
+def upload_npz() -> bytes:
+    return digits_npz()
+
+
+def test_register_from_npz_with_hashed_subjects(
+    api_client: Any, seeded: Any, demo_artifacts: Any, upload_npz: bytes
+) -> None:
+    headers = {"X-API-Key": create_key(seeded, ["models:write", "models:read"])}
+    resp = _register(
+        api_client,
+        headers,
+        {
+            "checkpoint": ("w.safetensors", demo_artifacts.checkpoint),
+            "training_set": ("t.npz", upload_npz),
+        },
+        name="uploaded",
+        subject_identity_type="email",
+        auto_promote="false",
+    )
+    assert resp.status_code == 201, resp.text
+    model = resp.json()
+    assert resp.headers["location"] == "/v1/models/uploaded"
+    assert model["dataset_id"] == "npz" and model["auto_promote"] is False
+    assert model["training_samples"] == len(np.load(io.BytesIO(upload_npz))["ids"])
+    assert model["num_classes"] == 10 and model["latest_version"] == 1
+    v1 = api_client.get("/v1/models/uploaded/versions/1", headers=headers).json()
+    import hashlib
+
+    assert (
+        v1["checkpoint_sha256"]
+        == hashlib.sha256(
+            seeded.store.read_checkpoint(seeded.store.get_manifest(v1["checkpoint_sha256"]))
+        ).hexdigest()
+    )
+    # raw subjects are stored nowhere: not in the database, not in the stored npz
+    from app.core.db import session_scope
+    from app.models.models import Model
+
+    with session_scope(seeded.session_factory, None) as s:
+        for table in ("training_samples", "models", "audit_events"):
+            dump = " ".join(str(r) for r in s.execute(text(f"SELECT * FROM {table}")))
+            assert "@example.org" not in dump, table
+        params = s.query(Model).filter_by(name="uploaded").one().dataset_params
+    blob = seeded.store.get_blob(params["blob"])
+    assert b"@example.org" not in blob
+    from app.core.subjects import subject_ref
+
+    stored = np.load(io.BytesIO(blob))
+    secret = seeded.settings.secret_key.get_secret_value()
+    assert stored["subjects"][0] == subject_ref(secret, "email", "Person0@Example.org")
+
+
+def test_uploaded_training_set_is_used_by_the_worker(
+    embedded_client: Any, seeded: Any, demo_artifacts: Any, upload_npz: bytes
+) -> None:
+    admin = {"X-API-Key": create_key(seeded, ["admin"])}
+    resp = _register(
+        embedded_client,
+        admin,
+        {
+            "checkpoint": ("w.safetensors", demo_artifacts.checkpoint),
+            "training_set": ("t.npz", upload_npz),
+        },
+        name="uploaded-e2e",
+        subject_identity_type="email",
+    )
+    assert resp.status_code == 201, resp.text
+    body = erasure_body([], model="uploaded-e2e")
+    del body["sample_ids"]
+    body["subject_identities"] = [
+        {"identity_type": "email", "identity_value": "person3@example.org"}
+    ]
+    created = embedded_client.post("/v1/erasure-requests", json=body, headers=admin)
+    assert created.status_code == 202, created.text
+    assert created.json()["sample_count"] == 5
+    done = wait_for_status(embedded_client, created.json()["id"], admin)
+    assert done["result_version"] == 2
+    v2 = embedded_client.get("/v1/models/uploaded-e2e/versions/2", headers=admin).json()
+    assert sorted(v2["erased_sample_ids"]) == sorted(
+        embedded_client.get(
+            f"/v1/erasure-requests/{created.json()['id']}/samples", headers=admin
+        ).json()
+    )
+    assert (
+        embedded_client.get("/v1/models/uploaded-e2e/aliases/production", headers=admin).json()[
+            "version"
+        ]
+        == 2
+    )
+
+
+def test_builtin_dataset_with_manifest(api_client: Any, seeded: Any, demo_artifacts: Any) -> None:
+    from workers.demo import DEMO_DATASET, DEMO_PARAMS
+    from workers.pipeline import load_dataset
+
+    ds = load_dataset(DEMO_DATASET, DEMO_PARAMS)
+    out = io.BytesIO()
+    np.savez(out, ids=np.array(list(ds.train.ids)), y=ds.train.y.numpy())
+    admin = {"X-API-Key": create_key(seeded, ["admin"])}
+    files = {"checkpoint": ("w.safetensors", demo_artifacts.checkpoint)}
+    missing = _register(api_client, admin, files, name="builtin", dataset=DEMO_DATASET)
+    assert missing.status_code == 422 and missing.json()["errors"][0]["pointer"] == "/manifest"
+    resp = _register(
+        api_client,
+        admin,
+        {**files, "manifest": ("m.npz", out.getvalue())},
+        name="builtin",
+        dataset=DEMO_DATASET,
+        dataset_params=json.dumps(DEMO_PARAMS),
+    )
+    assert resp.status_code == 201, resp.text
+    assert resp.json()["dataset_id"] == DEMO_DATASET
+    assert resp.json()["training_samples"] == len(ds.train)
+
+
+def test_checkpoints_are_checked_and_never_unpickled(
+    api_client: Any, seeded: Any, demo_artifacts: Any, upload_npz: bytes, tmp_path: Any
+) -> None:
+    import pickle
+
+    from safetensors.numpy import save
+
+    admin = {"X-API-Key": create_key(seeded, ["admin"])}
+    ts = ("t.npz", upload_npz)
+
+    class Boom:
+        def __reduce__(self) -> Any:
+            return (open, (str(tmp_path / "pwned"), "w"))
+
+    resp = _register(
+        api_client,
+        admin,
+        {"checkpoint": ("w.pt", pickle.dumps(Boom())), "training_set": ts},
+        name="p",
+    )
+    assert resp.status_code == 422 and resp.json()["type"].endswith("/invalid-checkpoint")
+    assert not (tmp_path / "pwned").exists()
+
+    resp = _register(
+        api_client,
+        admin,
+        {
+            "checkpoint": ("w.st", save({"fc.weight": np.zeros((2, 2), np.float32)})),
+            "training_set": ts,
+        },
+        name="p",
+    )
+    assert resp.status_code == 422 and resp.json()["type"].endswith("/checkpoint-mismatch")
+    assert "fc.weight" in resp.json()["unexpected"] and resp.json()["missing"]
+
+    # right names, a wrong head width: 10 classes in the data, 12 in the checkpoint
+    from safetensors.torch import load
+    from safetensors.torch import save as tsave
+
+    tensors = load(demo_artifacts.checkpoint)
+    head = [k for k, v in tensors.items() if v.shape[:1] == (10,)]
+    import torch
+
+    wrong = {
+        k: (torch.zeros((12, *v.shape[1:]), dtype=v.dtype) if k in head else v)
+        for k, v in tensors.items()
+    }
+    resp = _register(
+        api_client, admin, {"checkpoint": ("w.st", tsave(wrong)), "training_set": ts}, name="p"
+    )
+    assert resp.status_code == 422, resp.text
+    assert {m["tensor"] for m in resp.json()["mismatched"]} == set(head)
+    # a wrong dtype
+    half = {k: v.half() if v.is_floating_point() else v for k, v in tensors.items()}
+    resp = _register(
+        api_client, admin, {"checkpoint": ("w.st", tsave(half)), "training_set": ts}, name="p"
+    )
+    assert resp.status_code == 422 and "F16" in json.dumps(resp.json()["mismatched"])
+    # the same checkpoint is fine with 12 classes declared
+    resp = _register(
+        api_client,
+        admin,
+        {"checkpoint": ("w.st", tsave(wrong)), "training_set": ts},
+        name="p12",
+        num_classes=12,
+    )
+    assert resp.status_code == 201, resp.text
+
+    unknown = _register(
+        api_client,
+        admin,
+        {"checkpoint": ("w", demo_artifacts.checkpoint), "training_set": ts},
+        name="q",
+        architecture="vgg99",
+    )
+    assert unknown.status_code == 422 and "digits-cnn" in unknown.json()["detail"]
+    from app.core.db import session_scope
+    from app.models.models import Model
+
+    with session_scope(seeded.session_factory, None) as s:
+        assert {m.name for m in s.query(Model)} == {"digits-cnn", "p12"}
+
+
+def test_bad_training_sets_and_names(
+    api_client: Any, seeded: Any, demo_artifacts: Any, upload_npz: bytes
+) -> None:
+    admin = {"X-API-Key": create_key(seeded, ["admin"])}
+    ck = ("w", demo_artifacts.checkpoint)
+
+    def npz(**arrays: Any) -> tuple[str, bytes]:
+        out = io.BytesIO()
+        np.savez(out, **arrays)
+        return ("t.npz", out.getvalue())
+
+    cases = [
+        ({"training_set": ("t.npz", b"not a zip")}, "readable npz"),
+        (
+            {"training_set": npz(x=np.zeros((2, 3)), y=np.array([0, 1]), ids=np.array(["a", "b"]))},
+            "lacks",
+        ),
+        (
+            {
+                "training_set": npz(
+                    x=np.zeros((2, 3)),
+                    y=np.array([0, 1]),
+                    ids=np.array(["a", "a"]),
+                    x_val=np.zeros((1, 3)),
+                    y_val=np.array([0]),
+                    ids_val=np.array(["v"]),
+                )
+            },
+            "unique",
+        ),
+        (
+            {
+                "training_set": npz(
+                    x=np.zeros((2, 3)),
+                    y=np.array([0.5, 1]),
+                    ids=np.array(["a", "b"]),
+                    x_val=np.zeros((1, 3)),
+                    y_val=np.array([0]),
+                    ids_val=np.array(["v"]),
+                )
+            },
+            "integer",
+        ),
+        (
+            {
+                "training_set": npz(
+                    x=np.array([object()] * 2, dtype=object),
+                    y=np.array([0, 1]),
+                    ids=np.array(["a", "b"]),
+                    x_val=np.zeros((1, 3)),
+                    y_val=np.array([0]),
+                    ids_val=np.array(["v"]),
+                )
+            },
+            "pickled",
+        ),
+        ({}, "exactly one"),
+    ]
+    for files, needle in cases:
+        resp = _register(api_client, admin, {"checkpoint": ck, **files}, name="bad")
+        assert resp.status_code == 422, (needle, resp.text)
+        assert needle in resp.json()["detail"], (needle, resp.text)
+    resp = _register(
+        api_client,
+        admin,
+        {"checkpoint": ck, "training_set": ("t.npz", upload_npz)},
+        name="bad name!",
+    )
+    assert resp.status_code == 422
+    dup = _register(
+        api_client,
+        admin,
+        {"checkpoint": ck, "training_set": ("t.npz", upload_npz)},
+        name="digits-cnn",
+    )
+    assert dup.status_code == 409
+
+
+def test_registration_needs_models_write_for_that_model(
+    api_client: Any, seeded: Any, demo_artifacts: Any, upload_npz: bytes
+) -> None:
+    files = {"checkpoint": ("w", demo_artifacts.checkpoint), "training_set": ("t.npz", upload_npz)}
+    reader = {"X-API-Key": create_key(seeded, ["models:read"])}
+    assert _register(api_client, reader, files, name="m1").status_code == 403
+    limited = {"X-API-Key": create_key(seeded, ["models:write"], models=["m2"])}
+    assert _register(api_client, limited, files, name="m1").status_code == 403
+    assert _register(api_client, limited, files, name="m2").status_code == 201
+
+
+def test_aliases_put_get_history(
+    api_client: Any, seeded: Any, admin_headers: dict[str, str]
+) -> None:
+    base = "/v1/models/digits-cnn/aliases"
+    assert api_client.get(f"{base}/production", headers=admin_headers).json()["version"] == 1
+    assert api_client.get(f"{base}/staging", headers=admin_headers).status_code == 404
+    resp = api_client.put(f"{base}/staging", json={"version": 1}, headers=admin_headers)
+    assert resp.status_code == 200 and resp.json()["version"] == 1
+    again = api_client.put(f"{base}/staging", json={"version": 1}, headers=admin_headers)
+    assert again.status_code == 200
+    missing = api_client.put(f"{base}/staging", json={"version": 7}, headers=admin_headers)
+    assert missing.status_code == 404
+    bad = api_client.put(f"{base}/bad alias", json={"version": 1}, headers=admin_headers)
+    assert bad.status_code == 422
+    history = api_client.get(f"{base}/staging/history", headers=admin_headers).json()
+    assert history["alias"] == "staging"
+    assert [(h["from_version"], h["to_version"]) for h in history["items"]] == [(None, 1)]
+    assert history["items"][0]["actor"].startswith("key:")
+    prod = api_client.get(f"{base}/production/history", headers=admin_headers).json()["items"]
+    assert prod[0]["actor"] == "system:seed-demo"
+    events = api_client.get("/v1/audit?type=alias.moved", headers=admin_headers).json()["items"]
+    assert [e["data"]["alias"] for e in events] == ["production", "staging"]
