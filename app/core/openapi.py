@@ -80,7 +80,7 @@ def _codes(path: str, route: APIRoute, method: str) -> list[str]:
         codes += ["401", "403"]
     if "{" in path:
         codes += ["404"]
-    has_params = bool(route.dependant.path_params or route.dependant.query_params)
+    has_params = "{" in path or bool(route.dependant.query_params)
     if has_params or route.dependant.body_params or method in ("POST", "PUT", "PATCH"):
         codes += ["422"]
     if method in ("POST", "PUT", "PATCH", "DELETE"):
@@ -120,8 +120,9 @@ def install_openapi(app: FastAPI) -> None:
                         "description": existing.get("description") or DESCRIPTIONS[code],
                         "content": problem,
                     }
-                if code_416 := responses.get("416"):
-                    code_416["content"] = problem
+                for code, response in responses.items():
+                    if code[0] in "45":  # whatever a route declared, errors are problems
+                        response["content"] = problem
                 scope = scope_of(route)
                 if scope is not None:
                     op.setdefault("security", [{"HTTPBearer": []}, {"APIKeyHeader": []}])

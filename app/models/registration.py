@@ -5,7 +5,7 @@ training set read from an npz, manifest inserted in bulk, v1 published.
 Training set, one of:
 - `training_set`: an npz the engine's `npz` loader reads (`x, y, ids, x_val, y_val,
   ids_val`, optional test split and `subjects`). It is stored as a content-addressed blob
-  (with subjects replaced by their keyed hashes) and the model's dataset params reference
+  (without `subjects`: their keyed hashes live in the database) and the dataset params reference
   its digest; workers materialise it under LETHE_DATA_DIR.
 - `dataset` (a built-in dataset id) + `dataset_params` + `manifest`: an npz of `ids, y`
   (optional `subjects`) describing that dataset's training split (`lethe models register`
@@ -116,8 +116,9 @@ def register(
     put = store.put_checkpoint(upload.checkpoint)
 
     if upload.training_set is not None:
-        if manifest.subject_refs is not None:  # store hashed subjects, never the raw ones
-            digest = store.put_blob(to_npz(manifest.arrays))
+        if "subjects" in manifest.arrays:  # raw identities never reach the store
+            arrays = {k: v for k, v in manifest.arrays.items() if k != "subjects"}
+            digest = store.put_blob(to_npz(arrays))
         else:
             upload.training_set.seek(0)
             digest = store.put_blob(upload.training_set)

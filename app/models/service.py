@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -267,7 +268,8 @@ def check_checkpoint(
 
 
 def _insert_samples(session: Session, model_id: int, samples: Iterable[SampleRow]) -> int:
-    """Bulk insert: COPY on PostgreSQL, 10k-row executemany chunks elsewhere."""
+    """Bulk insert: COPY on PostgreSQL, the driver's executemany in 10k-row chunks on
+    SQLite, SQLAlchemy executemany chunks elsewhere."""
     conn = session.connection()
     if conn.dialect.name == "postgresql":
         raw: Any = conn.connection.driver_connection
@@ -283,9 +285,23 @@ def _insert_samples(session: Session, model_id: int, samples: Iterable[SampleRow
                     copy.write_row((model_id, s.sample_id, s.label, s.subject_ref))
                     count += 1
             return count
-    count, chunk = 0, []
+    if conn.dialect.name == "sqlite":
+        # The driver's executemany skips SQLAlchemy's per-row processing: ~10x faster.
+        cursor: Any = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
+        count = 0
+        statement = (
+            "INSERT INTO training_samples (model_id, sample_id, label, subject_ref) "
+            "VALUES (?, ?, ?, ?)"
+        )
+        rows = ((model_id, s.sample_id, s.label, s.subject_ref) for s in samples)
+        while chunk := list(itertools.islice(rows, 10_000)):
+            cursor.executemany(statement, chunk)
+            count += len(chunk)
+        cursor.close()
+        return count
+    count, batch = 0, []
     for s in samples:
-        chunk.append(
+        batch.append(
             {
                 "model_id": model_id,
                 "sample_id": s.sample_id,
@@ -294,12 +310,12 @@ def _insert_samples(session: Session, model_id: int, samples: Iterable[SampleRow
                 "erased_in_version": None,
             }
         )
-        if len(chunk) == 10_000:
-            session.execute(insert(TrainingSample), chunk)
-            count, chunk = count + len(chunk), []
-    if chunk:
-        session.execute(insert(TrainingSample), chunk)
-        count += len(chunk)
+        if len(batch) == 10_000:
+            session.execute(insert(TrainingSample), batch)
+            count, batch = count + len(batch), []
+    if batch:
+        session.execute(insert(TrainingSample), batch)
+        count += len(batch)
     return count
 
 

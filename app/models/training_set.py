@@ -5,13 +5,14 @@ held-out `x_val, y_val, ids_val` (optionally `x_test, y_test, ids_test`), plus a
 `subjects` array (the data subject of each training sample). A *manifest* npz (for a
 built-in dataset) holds only `ids, y` and optional `subjects`.
 
-Raw subject identities never reach storage: they are replaced by their keyed hashes in
-the database rows and in the npz that is written to the store.
+Raw subject identities never reach storage: the database keeps their keyed hashes and
+the npz written to the store leaves the `subjects` array out.
 """
 
 from __future__ import annotations
 
 import io
+import re
 import zipfile
 from dataclasses import dataclass
 from typing import IO, Any
@@ -21,6 +22,7 @@ import numpy as np
 from app.core.errors import Unprocessable
 from app.core.subjects import subject_ref
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 TRAINING_SET_ARRAYS = ("x", "y", "ids", "x_val", "y_val", "ids_val")
 MANIFEST_ARRAYS = ("ids", "y")
 
@@ -74,8 +76,11 @@ def read_npz(
     ids = ids_arr.astype(str).tolist()
     if len(set(ids)) != len(ids):
         raise _fail("sample ids must be unique", field)
-    if any(not i or len(i) > max_ids_length for i in ids):
-        raise _fail(f"sample ids must be 1-{max_ids_length} characters", field)
+    if any(not i or len(i) > max_ids_length for i in ids) or _CONTROL.search("".join(ids)):
+        raise _fail(
+            f"sample ids must be 1-{max_ids_length} characters without control characters",
+            field,
+        )
     labels = y.astype(np.int64)
     if labels.min() < 0:
         raise _fail("class labels must be >= 0", field)
@@ -92,7 +97,6 @@ def read_npz(
         if subjects.ndim != 1 or len(subjects) != len(ids):
             raise _fail("`subjects` must have one entry per id (empty string: none)", field)
         refs = [subject_ref(secret, identity_type, s) if s else None for s in subjects.tolist()]
-        arrays["subjects"] = np.array([r or "" for r in refs])
     return Manifest(ids, labels.tolist(), refs, top + 1, arrays)
 
 
