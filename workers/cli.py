@@ -1,15 +1,16 @@
-"""The `lethe` command line: serve, worker, beat, migrate, seed-demo, demo, keys, bench."""
+"""The `lethe` command line: serve, worker, beat, migrate, seed-demo, demo, keys, store, bench."""
 
 from __future__ import annotations
 
 import json
-import logging
 import sys
 from typing import Annotated
 
 import typer
 
 from app.core.config import get_settings
+from app.observability.logging import configure_logging
+from workers import client_cli
 
 app = typer.Typer(
     help="Lethe: GDPR erasure for trained PyTorch classifiers.",
@@ -18,12 +19,22 @@ app = typer.Typer(
 )
 keys_app = typer.Typer(help="Create, list and revoke API keys.", no_args_is_help=True)
 app.add_typer(keys_app, name="keys")
+store_app = typer.Typer(help="Check the model store.", no_args_is_help=True)
+app.add_typer(store_app, name="store")
+for _name, _sub in (
+    ("requests", client_cli.requests_app),
+    ("versions", client_cli.versions_app),
+    ("models", client_cli.models_app),
+    ("audit", client_cli.audit_app),
+    ("architectures", client_cli.architectures_app),
+):
+    _sub.info.no_args_is_help = True
+    app.add_typer(_sub, name=_name)
 
 
 def _logging() -> None:
-    logging.basicConfig(
-        level=get_settings().log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    settings = get_settings()
+    configure_logging(settings.log_level, settings.log_format)
 
 
 @app.command()
@@ -131,6 +142,7 @@ def serve(
         port=port or settings.port,
         workers=workers,
         log_level="info",
+        access_log=False,  # the app logs each request as JSON, with its request id
     )
 
 
@@ -166,8 +178,12 @@ def worker(
     settings = get_settings()
     if settings.embedded:
         raise typer.BadParameter("set LETHE_BROKER_URL (e.g. redis://localhost:6379/0) first")
+    from app.core.db import make_engine, make_session_factory
     from workers.celery_app import celery_app
+    from workers.specs import publish_specs
 
+    # The API checks uploaded checkpoints against the architectures this engine knows.
+    publish_specs(make_session_factory(make_engine(settings.resolved_database_url)))
     argv = [
         "worker",
         "-Q",
@@ -203,6 +219,24 @@ def bench_storage(
     from workers.storage_bench import main
 
     main(json_path)
+
+
+@store_app.command("verify")
+def store_verify() -> None:
+    """Re-hash every blob of every version; exit 1 if any is missing or corrupt."""
+    from app.core.db import make_engine, make_session_factory
+    from app.main import open_settings_store
+    from workers.store_check import check_versions
+
+    settings = get_settings()
+    factory = make_session_factory(make_engine(settings.resolved_database_url))
+    checked, problems = check_versions(session_factory=factory, store=open_settings_store(settings))
+    for p in problems:
+        typer.echo(f"{p.model} v{p.version} ({p.checkpoint_sha256}): {p.problem}", err=True)
+    bad = len({(p.model, p.version) for p in problems})
+    typer.echo(f"{checked} version(s) checked, {bad} with problems")
+    if problems:
+        raise typer.Exit(1)
 
 
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})

@@ -1,0 +1,333 @@
+"""`lethe requests|versions|models|audit|architectures ...`: the API through the client, and
+the audit chain straight from the database."""
+
+from __future__ import annotations
+
+import io
+import json
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import httpx
+import typer
+
+from workers.client import ApiError, ChecksumMismatch, LetheClient
+
+Url = Annotated[str, typer.Option("--url", envvar="LETHE_URL", help="the Lethe API")]
+Key = Annotated[str, typer.Option("--key", envvar="LETHE_KEY", help="API key (lethe_...)")]
+DEFAULT_URL = "http://127.0.0.1:8000"
+
+requests_app = typer.Typer(help="Submit, read, wait for and cancel erasure requests.")
+versions_app = typer.Typer(help="List and download model versions.")
+models_app = typer.Typer(help="Register models.")
+audit_app = typer.Typer(help="Verify and export the audit chain (reads the database).")
+architectures_app = typer.Typer(help="Publish architecture tensor specs for the API.")
+
+
+def make_http(url: str) -> httpx.Client:
+    """The HTTP client the commands use (tests replace it with the in-process app)."""
+    return httpx.Client(base_url=url.rstrip("/"), timeout=60.0)
+
+
+def _client(url: str, key: str) -> LetheClient:
+    return LetheClient(url, key, http=make_http(url))
+
+
+def _out(data: Any) -> None:
+    typer.echo(json.dumps(data, indent=2, sort_keys=True))
+
+
+def _fail(exc: Exception) -> typer.Exit:
+    if isinstance(exc, ApiError):
+        typer.echo(json.dumps(exc.problem, indent=2), err=True)
+    else:
+        typer.echo(str(exc), err=True)
+    return typer.Exit(1)
+
+
+@requests_app.command("submit")
+def requests_submit(
+    model: Annotated[str, typer.Option(help="model name")],
+    sample_id: Annotated[list[str] | None, typer.Option(help="repeat for several")] = None,
+    ids_file: Annotated[Path | None, typer.Option(help="one sample id per line")] = None,
+    subject: Annotated[
+        list[str] | None, typer.Option(help="TYPE:VALUE, e.g. email:ada@example.org")
+    ] = None,
+    subject_request_id: Annotated[str | None, typer.Option()] = None,
+    callback_url: Annotated[list[str] | None, typer.Option()] = None,
+    url: Url = DEFAULT_URL,
+    key: Key = "",
+) -> None:
+    """Submit an erasure request (sample ids or subject identities)."""
+    ids = list(sample_id or [])
+    if ids_file:
+        ids += [line.strip() for line in ids_file.read_text().splitlines() if line.strip()]
+    subjects = []
+    for s in subject or []:
+        kind, _, value = s.partition(":")
+        if not value:
+            raise typer.BadParameter(f"{s!r}: write TYPE:VALUE", param_hint="--subject")
+        subjects.append({"identity_type": kind, "identity_value": value})
+    if bool(ids) == bool(subjects):
+        raise typer.BadParameter("give sample ids (--sample-id/--ids-file) or --subject")
+    try:
+        with _client(url, key) as lethe:
+            _out(
+                lethe.submit(
+                    model,
+                    sample_ids=ids or None,
+                    subject_identities=subjects or None,
+                    subject_request_id=subject_request_id,
+                    callback_urls=callback_url,
+                )
+            )
+    except (ApiError, httpx.HTTPError) as exc:
+        raise _fail(exc) from None
+
+
+@requests_app.command("get")
+def requests_get(request_id: str, url: Url = DEFAULT_URL, key: Key = "") -> None:
+    """Show a request: status, deadline, job, result version."""
+    try:
+        with _client(url, key) as lethe:
+            _out(lethe.get(request_id))
+    except (ApiError, httpx.HTTPError) as exc:
+        raise _fail(exc) from None
+
+
+@requests_app.command("wait")
+def requests_wait(
+    request_id: str,
+    timeout: Annotated[float, typer.Option(help="seconds")] = 3600.0,
+    interval: Annotated[float, typer.Option(help="seconds between polls")] = 2.0,
+    url: Url = DEFAULT_URL,
+    key: Key = "",
+) -> None:
+    """Wait until the request ends; exit 1 unless it completed."""
+    try:
+        with _client(url, key) as lethe:
+            req = lethe.wait(
+                request_id,
+                timeout=timeout,
+                interval=interval,
+                on_update=lambda r: typer.echo(f"{r['status']}", err=True),
+            )
+    except (ApiError, httpx.HTTPError, TimeoutError) as exc:
+        raise _fail(exc) from None
+    _out(req)
+    if req["status"] != "completed":
+        raise typer.Exit(1)
+
+
+@requests_app.command("cancel")
+def requests_cancel(request_id: str, url: Url = DEFAULT_URL, key: Key = "") -> None:
+    """Cancel a request that no job has started on."""
+    try:
+        with _client(url, key) as lethe:
+            _out(lethe.cancel(request_id))
+    except (ApiError, httpx.HTTPError) as exc:
+        raise _fail(exc) from None
+
+
+@versions_app.command("list")
+def versions_list(model: str, url: Url = DEFAULT_URL, key: Key = "") -> None:
+    """A model's versions: number, parent, method, erased count, sha256."""
+    try:
+        with _client(url, key) as lethe:
+            for v in lethe.list_versions(model):
+                typer.echo(
+                    json.dumps(
+                        {
+                            k: v[k]
+                            for k in (
+                                "number",
+                                "parent_number",
+                                "method",
+                                "erased_count",
+                                "checkpoint_sha256",
+                                "checkpoint_size",
+                                "created_at",
+                            )
+                        }
+                    )
+                )
+    except (ApiError, httpx.HTTPError) as exc:
+        raise _fail(exc) from None
+
+
+@versions_app.command("download")
+def versions_download(
+    model: str,
+    version: int,
+    output: Annotated[Path | None, typer.Option("--output", "-o")] = None,
+    progress: Annotated[bool, typer.Option(help="show a progress bar")] = True,
+    url: Url = DEFAULT_URL,
+    key: Key = "",
+) -> None:
+    """Download a version's checkpoint and verify its sha256."""
+    from rich.progress import (
+        BarColumn,
+        DownloadColumn,
+        Progress,
+        TransferSpeedColumn,
+    )
+
+    dest = output or Path(f"{model}-v{version}.safetensors")
+    bar = Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        DownloadColumn(),
+        TransferSpeedColumn(),
+        disable=not progress,
+        transient=True,
+    )
+    try:
+        with _client(url, key) as lethe, bar:
+            task = bar.add_task(dest.name, total=None)
+            digest = lethe.download(
+                model,
+                version,
+                dest,
+                on_progress=lambda done, total: bar.update(
+                    task, completed=done, total=total or None
+                ),
+            )
+    except (ApiError, httpx.HTTPError, ChecksumMismatch) as exc:
+        raise _fail(exc) from None
+    typer.echo(f"{dest}  sha256 {digest} verified")
+
+
+@models_app.command("register")
+def models_register(
+    name: Annotated[str, typer.Option()],
+    architecture: Annotated[str, typer.Option()],
+    checkpoint: Annotated[Path, typer.Option(help="safetensors file")],
+    training_set: Annotated[
+        Path | None, typer.Option(help="npz: x, y, ids, x_val, y_val, ids_val[, subjects]")
+    ] = None,
+    dataset: Annotated[str | None, typer.Option(help="or a built-in dataset id")] = None,
+    dataset_params: Annotated[str | None, typer.Option(help="JSON object")] = None,
+    manifest: Annotated[
+        Path | None, typer.Option(help="npz of ids, y[, subjects]; computed if omitted")
+    ] = None,
+    num_classes: Annotated[int | None, typer.Option()] = None,
+    auto_promote: Annotated[bool, typer.Option(help="new versions move `production`")] = True,
+    subject_identity_type: Annotated[str, typer.Option()] = "user_id",
+    url: Url = DEFAULT_URL,
+    key: Key = "",
+) -> None:
+    """Register a model (checkpoint + training set) as version 1."""
+    manifest_bytes = manifest.read_bytes() if manifest else None
+    if dataset and manifest_bytes is None:
+        manifest_bytes = builtin_manifest(dataset, json.loads(dataset_params or "{}"))
+    try:
+        with _client(url, key) as lethe:
+            _out(
+                lethe.register_model(
+                    name,
+                    architecture,
+                    checkpoint,
+                    training_set=training_set,
+                    dataset=dataset,
+                    dataset_params=dataset_params,
+                    manifest=manifest_bytes,
+                    num_classes=num_classes,
+                    auto_promote=auto_promote,
+                    subject_identity_type=subject_identity_type,
+                )
+            )
+    except (ApiError, httpx.HTTPError) as exc:
+        raise _fail(exc) from None
+
+
+def builtin_manifest(dataset: str, params: dict[str, Any]) -> bytes:
+    """The training split of a built-in dataset as an npz of ids, y, subjects (engine)."""
+    import numpy as np
+
+    from workers.pipeline import load_dataset
+
+    ds = load_dataset(dataset, params)
+    arrays: dict[str, Any] = {"ids": np.array(list(ds.train.ids)), "y": ds.train.y.numpy()}
+    if ds.train.subjects:
+        arrays["subjects"] = np.array([s or "" for s in ds.train.subjects])
+    out = io.BytesIO()
+    np.savez(out, **arrays)
+    return out.getvalue()
+
+
+def _factory() -> Any:
+    from app.core.config import get_settings
+    from app.core.db import make_engine, make_session_factory
+
+    return make_session_factory(make_engine(get_settings().resolved_database_url))
+
+
+@audit_app.command("verify")
+def audit_verify() -> None:
+    """Walk the chain; print the verdict; exit 1 at the first broken link."""
+    from app.audit import service as audit
+
+    with _factory()() as session:
+        v = audit.verify(session=session)
+    _out(
+        {
+            "ok": v.ok,
+            "checked": v.checked,
+            "head_seq": v.head_seq,
+            "first_broken_seq": v.first_broken_seq,
+            "reason": v.reason,
+        }
+    )
+    if not v.ok:
+        raise typer.Exit(1)
+
+
+@audit_app.command("export")
+def audit_export(
+    output: Annotated[Path | None, typer.Option("--output", "-o", help="default: stdout")] = None,
+    after: Annotated[int, typer.Option(help="only events with seq > this")] = 0,
+) -> None:
+    """Write the chain as JSON lines (one event per line, seq order), hashes included."""
+    from app.audit import service as audit
+
+    out = output.open("w") if output else sys.stdout
+    count = 0
+    try:
+        with _factory()() as session:
+            while True:
+                rows = audit.list_events(session=session, after=after, limit=1000)
+                if not rows:
+                    break
+                for ev in rows:
+                    out.write(
+                        json.dumps(
+                            {
+                                "seq": ev.seq,
+                                "created_at": audit._stamp(ev.created_at),
+                                "type": ev.type,
+                                "actor": ev.actor,
+                                "subject": ev.subject,
+                                "data": ev.data,
+                                "prev_hash": ev.prev_hash,
+                                "hash": ev.hash,
+                            },
+                            sort_keys=True,
+                            ensure_ascii=False,
+                        )
+                        + "\n"
+                    )
+                    count += 1
+                after = rows[-1].seq
+    finally:
+        if output:
+            out.close()
+    typer.echo(f"{count} events exported", err=True)
+
+
+@architectures_app.command("publish")
+def architectures_publish() -> None:
+    """Store every engine architecture's tensor spec (the API checks uploads against it)."""
+    from workers.specs import publish_specs
+
+    typer.echo(" ".join(publish_specs(_factory())))
