@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 
 if TYPE_CHECKING:
-    from unlearning.architectures import SplitModel
+    from .architectures import SplitModel
 
 __all__ = [
     "Cancelled",
