@@ -24,6 +24,7 @@ def list_events(
     subject: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> AuditList:
+    """Audit events in chain order, filtered by type or subject; cursor paginated."""
     if cursor is not None and not cursor.isdigit():
         raise BadRequest("the cursor is not one this API returned; start without it")
     rows = service.list_events(
@@ -39,4 +40,5 @@ def list_events(
 
 @router.get("/verify", response_model=AuditVerification)
 def verify(session: SessionDep, client: Auditor) -> AuditVerification:
+    """Walk the hash chain and report the first broken link, if any."""
     return AuditVerification(**dataclasses.asdict(service.verify(session=session)))

@@ -42,6 +42,10 @@ def submit_request(
     client: Writer,
     response: Response,
 ) -> ErasureRequestRead:
+    """Submit an erasure request (202); a repeated `subject_request_id` gets the original (200).
+
+    Send an `Idempotency-Key` to retry safely: the stored response is replayed.
+    """
     req, created = service.submit(session=session, body=body, client=client, settings=settings)
     if not created:
         response.status_code = status.HTTP_200_OK
@@ -51,12 +55,14 @@ def submit_request(
 
 @router.get("/{request_id}", response_model=ErasureRequestRead)
 def get_request(request_id: UUID, session: SessionDep, client: Reader) -> ErasureRequestRead:
+    """A request's status, deadline (`due_at`, `days_left`), job and result version."""
     req = service.get_request(session=session, request_id=str(request_id), client=client)
     return service.to_read(session, req)
 
 
 @router.get("/{request_id}/samples", response_model=list[str])
 def get_request_samples(request_id: UUID, session: SessionDep, client: Reader) -> list[str]:
+    """The training sample ids a request names (resolved from subjects if given)."""
     req = service.get_request(session=session, request_id=str(request_id), client=client)
     return service.sample_ids_of(session=session, request_id=req.id)
 
@@ -71,6 +77,7 @@ def list_requests(
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=500)] = 50,
 ) -> ErasureRequestList:
+    """Requests, oldest first, filtered by status, model or overdue; cursor paginated."""
     rows, next_cursor = service.list_requests(
         session=session,
         client=client,
@@ -87,6 +94,7 @@ def list_requests(
 
 @router.delete("/{request_id}", response_model=ErasureRequestRead)
 def cancel_request(request_id: UUID, session: SessionDep, client: Writer) -> ErasureRequestRead:
+    """Cancel a request that no job has started on."""
     req = service.get_request(session=session, request_id=str(request_id), client=client)
     return service.to_read(session, service.cancel(session=session, req=req, client=client))
 

@@ -21,6 +21,7 @@ router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 def get_job(
     job_id: UUID, session: SessionDep, client: Annotated[Client, Depends(require("erasure:read"))]
 ) -> JobRead:
+    """A job: status, phase, progress, attempts, metrics, error, its requests."""
     job = service.get_job(session=session, job_id=str(job_id))
     model = session.get(Model, job.model_id)
     assert model is not None

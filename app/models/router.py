@@ -77,6 +77,7 @@ def _version(model: Model, v: ModelVersion, erased: list[str] | None = None) -> 
 
 @router.get("", response_model=ModelList)
 def list_models(session: SessionDep, client: Reader) -> ModelList:
+    """Registered models this key may use, with their latest version."""
     return ModelList(
         items=[
             _read(session, m)
@@ -156,11 +157,13 @@ def register_model(
 
 @router.get("/{name}", response_model=ModelRead)
 def get_model(session: SessionDep, model: ModelDep) -> ModelRead:
+    """One model: architecture, dataset, training-set size, latest version."""
     return _read(session, model)
 
 
 @router.get("/{name}/versions", response_model=VersionList)
 def list_versions(session: SessionDep, model: ModelDep) -> VersionList:
+    """Every version of a model, oldest first, with lineage and checksums."""
     return VersionList(
         items=[_version(model, v) for v in service.list_versions(session=session, model=model)]
     )
@@ -168,6 +171,7 @@ def list_versions(session: SessionDep, model: ModelDep) -> VersionList:
 
 @router.get("/{name}/versions/{number}", response_model=VersionRead)
 def get_version(number: int, session: SessionDep, model: ModelDep) -> VersionRead:
+    """One version's manifest, including the sample ids it erased."""
     v = service.get_version(session=session, model=model, number=number)
     erased = list(
         session.scalars(
@@ -248,6 +252,7 @@ def _parse_range(header: str, size: int) -> tuple[int, int] | None:
         },
         206: {"description": "the requested byte range"},
         304: {"description": "unchanged (If-None-Match matched the ETag)"},
+        416: {"description": "the Range lies outside the checkpoint (see Content-Range)"},
     },
 )
 def download_checkpoint(
@@ -259,6 +264,11 @@ def download_checkpoint(
     range_: Annotated[str | None, Header(alias="Range")] = None,
     if_none_match: Annotated[str | None, Header()] = None,
 ) -> Response:
+    """Download a version's safetensors checkpoint.
+
+    Strong `ETag` = the sha256; `If-None-Match` → 304; one `Range: bytes=a-b` → 206 with
+    `Content-Range` (416 outside the file); `Repr-Digest` (RFC 9530) on full responses.
+    """
     v = service.get_version(session=session, model=model, number=number)
     etag = f'"{v.checkpoint_sha256}"'
     digest = base64.b64encode(bytes.fromhex(v.checkpoint_sha256)).decode()
@@ -303,6 +313,7 @@ def download_checkpoint(
 
 @router.get("/{name}/samples/count")
 def count_training_samples(session: SessionDep, model: ModelDep) -> dict[str, int]:
+    """How many training samples the model has, and how many are erased."""
     total = service.count_samples(session=session, model_id=model.id)
     erased = len(service.erased_sample_ids(session=session, model_id=model.id))
     return {"total": total, "erased": erased}

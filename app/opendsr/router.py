@@ -154,6 +154,7 @@ async def _raw_body(request: Request) -> bytes:
 
 @router.get("/discovery", response_model=Discovery)
 def discovery(request: Request) -> Discovery:
+    """OpenDSR discovery: API version, supported identities and request types, certificate."""
     return Discovery(
         api_version=API_VERSION,
         supported_identities=[
