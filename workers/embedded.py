@@ -11,6 +11,7 @@ from sqlalchemy import select
 
 from app.callbacks.sender import deliver_due
 from app.core.db import session_scope
+from app.idempotency.service import purge_expired
 from app.jobs import service as jobs
 from app.jobs.models import Job, JobStatus
 from workers.pipeline import run_job
@@ -63,6 +64,7 @@ class EmbeddedWorker:
         """Reap stale jobs and schedule waiting requests (the beat task does this in Celery)."""
         with session_scope(self.rt.session_factory, self) as s:
             jobs.reap(session=s, settings=self.rt.settings)
+            purge_expired(session=s)
 
     def _work(self) -> None:
         while not self._stop.is_set():

@@ -36,8 +36,10 @@ def deliver_callbacks() -> int:
 @celery_app.task(name=REAP)
 def reap() -> int:
     from app.core.db import session_scope
+    from app.idempotency.service import purge_expired
     from app.jobs.service import reap as reap_jobs
 
     rt = runtime()
     with session_scope(rt.session_factory, rt.dispatcher) as s:
+        purge_expired(session=s)
         return len(reap_jobs(session=s, settings=rt.settings))

@@ -160,6 +160,13 @@ def test_expired_keys_are_forgotten(
         s.execute(update(IdempotencyKey).values(expires_at=utcnow() - timedelta(seconds=1)))
     resp = api_client.post("/v1/erasure-requests", json=erasure_body(ids[1:]), headers=headers)
     assert resp.status_code == 202
+    # the periodic tick (embedded worker / Celery beat) purges expired keys
+    from workers.embedded import EmbeddedWorker
+
+    with session_scope(seeded.session_factory, None) as s:
+        s.execute(update(IdempotencyKey).values(expires_at=utcnow() - timedelta(seconds=1)))
+    EmbeddedWorker(seeded).tick()
+    assert _count(seeded, IdempotencyKey) == 0
 
 
 def test_concurrent_duplicate_subject_request_id_answers_the_original(
