@@ -18,7 +18,7 @@ FORBIDDEN = {
     "pydantic",
     "boto3",
 }
-ALLOWED_THIRD_PARTY = {"torch", "numpy", "sklearn", "safetensors"}
+ALLOWED_THIRD_PARTY = {"torch", "numpy", "sklearn", "safetensors", "unlearning"}
 LAZY_ONLY = {"mnist1d"}
 
 
