@@ -26,7 +26,10 @@ def get_app_settings(request: Request) -> Settings:
     return settings
 
 
-SessionDep = Annotated[Session, Depends(get_session)]
+# scope="function": the transaction commits when the endpoint returns, BEFORE the response
+# is sent, so a failed commit (the database went away) is answered 503 instead of the client
+# receiving a 2xx for a change that was rolled back.
+SessionDep = Annotated[Session, Depends(get_session, scope="function")]
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 
 _bearer = HTTPBearer(auto_error=False, description="`Authorization: Bearer lethe_...`")
