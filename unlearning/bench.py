@@ -183,9 +183,13 @@ def run_cost_growth(
     dataset_params: dict[str, Any] | None = None,
     train_epochs: int | None = None,
     with_retrain: bool = True,
+    repeats: int = 1,
     log: Callable[[str], None] = print,
 ) -> dict[str, Any]:
     """Unlearning wall time (warm cache) vs the number of random forget samples.
+
+    Each method runs ``repeats`` times per size and seed; mean, std and median are over all
+    runs (the median resists other processes sharing the machine).
 
     One original per seed; each method runs once per forget size. Retrain (on the largest
     forget set) is timed once per seed as the reference when ``with_retrain``.
@@ -214,11 +218,12 @@ def run_cost_growth(
         for n in forget_sizes:
             data = ds.unlearn_data(forget_ids(ds, f"random:{n}", seed))
             for m in methods:
-                res = unlearn(
-                    original, data, m, _config(m, seed, recipe, {}), device=dev, cache=cache
-                )
-                times[m][n].append(res.elapsed_s)
-                log(f"  seed {seed} forget {n:>6} {m:>14}: {res.elapsed_s:.4f}s")
+                for _ in range(repeats):
+                    res = unlearn(
+                        original, data, m, _config(m, seed, recipe, {}), device=dev, cache=cache
+                    )
+                    times[m][n].append(res.elapsed_s)
+                    log(f"  seed {seed} forget {n:>6} {m:>14}: {res.elapsed_s:.4f}s")
         if with_retrain:
             data = ds.unlearn_data(forget_ids(ds, f"random:{max(forget_sizes)}", seed))
             res = unlearn(
@@ -233,9 +238,13 @@ def run_cost_growth(
             "device": _device_name(dev),
             "seeds": seed_list,
             "train_epochs": recipe.epochs,
+            "repeats": repeats,
             "rte_s": {
                 m: {
-                    str(n): dict(zip(("mean", "std"), _mean_std(v), strict=True))
+                    str(n): {
+                        **dict(zip(("mean", "std"), _mean_std(v), strict=True)),
+                        "median": float(np.median(v)),
+                    }
                     for n, v in per.items()
                 }
                 for m, per in times.items()
@@ -343,6 +352,10 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N,N,...",
         help="cost-growth mode: time --methods for these random forget-set sizes",
     )
+    p.add_argument("--repeats", type=int, default=1, help="cost-growth mode: runs per size")
+    p.add_argument(
+        "--no-retrain", action="store_true", help="cost-growth mode: do not time retrain"
+    )
     p.add_argument(
         "--threads",
         type=int,
@@ -370,6 +383,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             arch=args.arch,
             dataset_params=_parse_kv(args.dataset_param),
             train_epochs=args.train_epochs,
+            with_retrain=not args.no_retrain,
+            repeats=args.repeats,
             log=lambda s: print(s, flush=True),
         )
         print(json.dumps(growth, indent=2))
