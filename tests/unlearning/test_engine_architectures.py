@@ -33,3 +33,23 @@ def test_an_in_process_plugin_architecture() -> None:
 
     register_architecture("tiny-test", tiny)
     assert ul.get_architecture("tiny-test", num_classes=3).arch_id == "tiny-test"
+
+
+def test_entry_point_architectures_are_found_by_name(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    import unlearning.architectures as archs
+
+    class FakeEntryPoint:
+        name = "ep-arch"
+
+        def load(self):  # type: ignore[no-untyped-def]
+            return archs.digits_cnn
+
+    def fake_entry_points(*, group: str):  # type: ignore[no-untyped-def]
+        assert group == "lethe.architectures"
+        return [FakeEntryPoint()]
+
+    monkeypatch.setattr(archs, "entry_points", fake_entry_points)
+    assert "ep-arch" in ul.list_architectures()
+    assert ul.get_architecture("ep-arch", num_classes=4).head.out_features == 4
+    with pytest.raises(KeyError, match="ep-arch"):
+        ul.get_architecture("unlearning.architectures:digits_cnn")

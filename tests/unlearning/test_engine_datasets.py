@@ -54,3 +54,11 @@ def test_npz_files(tmp_path: Path) -> None:
     ds = ul.load_dataset("npz", path=str(path))
     assert ds.num_classes == 3 and ds.train.ids[3] == "s3" and ds.input_shape == (4,)
     assert ds.train.subjects == ("p",) * 20 and len(ds.val) == 6
+
+
+def test_synthetic_cifar_is_cifar_shaped_and_deterministic() -> None:
+    a = ul.load_dataset("synthetic-cifar", seed=1, n=40, n_val=8, n_test=8)
+    b = ul.load_dataset("synthetic-cifar", seed=1, n=40, n_val=8, n_test=8)
+    assert a.train.x.shape == (40, 3, 32, 32) and a.input_shape == (3, 32, 32)
+    assert torch.equal(a.train.x, b.train.x) and a.train.ids == b.train.ids
+    assert len(a.val) == len(a.test) == 8
