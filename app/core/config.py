@@ -57,22 +57,6 @@ class Settings(BaseSettings):
     """PEM key (EC P-256 or RSA) and certificate signing OpenDSR responses and callbacks.
     Empty outside production: a self-signed pair generated once under data_dir/opendsr."""
 
-    callback_allowed_hosts: str = ""
-    """Comma-separated host names, IP addresses or CIDR ranges that callback and webhook
-    targets may use although they are internal (loopback, private, link-local, ...).
-    Empty: only public addresses are called."""
-    callback_max_attempts: int = Field(8, ge=1)
-    callback_backoff_base_s: float = Field(10.0, gt=0)
-    """Retry n of a callback waits about base * 2**(n-1) seconds (with jitter, capped)."""
-    callback_backoff_max_s: float = Field(3600.0, gt=0)
-    callback_timeout_s: float = Field(10.0, gt=0)
-    opendsr_processor_domain: str = "localhost"
-    """Sent as `X-OpenDSR-Processor-Domain`: the domain the OpenDSR certificate is issued to."""
-    opendsr_key_path: Path | None = None
-    opendsr_certificate_path: Path | None = None
-    """PEM key (EC P-256 or RSA) and certificate signing OpenDSR responses and callbacks.
-    Empty outside production: a self-signed pair generated once under data_dir/opendsr."""
-
     host: str = "127.0.0.1"
     port: int = 8000
     log_level: str = "INFO"
