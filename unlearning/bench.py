@@ -30,6 +30,7 @@ import torch
 from .architectures import SplitModel
 from .cache import FeatureCache
 from .engine import unlearn
+from .loop import predict
 from .methods.registry import get_method, list_methods
 from .metrics import GAP_KEYS, avg_gap, evaluate
 from .training import default_recipe, train_model
@@ -203,6 +204,7 @@ def run_cost_growth(
         recipe = replace(recipe, epochs=train_epochs)
     times: dict[str, dict[int, list[float]]] = {m: {n: [] for n in forget_sizes} for m in methods}
     retrain_s: list[float] = []
+    test_acc: list[float] = []
     n_train = 0
     for seed in seed_list:
         ds = _load(dataset, seed, dataset_params or {})
@@ -215,6 +217,13 @@ def run_cost_growth(
         )
         cache = FeatureCache()
         cache.features(original, ds.train, ds.val, ds.test, device=dev)
+        test_acc.append(
+            float(
+                (predict(original, ds.test.x, dev).argmax(1).cpu() == ds.test.y).float().mean()
+                * 100
+            )
+        )
+        log(f"  seed {seed}: original test accuracy {test_acc[-1]:.2f}")
         for n in forget_sizes:
             data = ds.unlearn_data(forget_ids(ds, f"random:{n}", seed))
             for m in methods:
@@ -239,6 +248,7 @@ def run_cost_growth(
             "seeds": seed_list,
             "train_epochs": recipe.epochs,
             "repeats": repeats,
+            "original_test_acc": dict(zip(("mean", "std"), _mean_std(test_acc), strict=True)),
             "rte_s": {
                 m: {
                     str(n): {
