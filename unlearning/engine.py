@@ -60,6 +60,10 @@ def unlearn(
         result = spec.fn(work, data, cfg, device=dev, hooks=hooks, cache=cache)
     _sync(dev)
     result.elapsed_s = time.perf_counter() - start
+    # Methods freeze what they do not train; hand back a model as trainable as the input.
+    flags = {n: p.requires_grad for n, p in model.named_parameters()}
+    for n, p in result.model.named_parameters():
+        p.requires_grad_(flags.get(n, True))
     result.method = method
     result.changed = state_dict_changes(before, result.model.state_dict())
     hooks.progress("done", 1.0)

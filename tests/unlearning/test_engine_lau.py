@@ -23,6 +23,8 @@ def test_lau_changes_only_the_head(
             assert torch.equal(value, after[key]), key
     assert set(lau_result.changed) == {"head.weight", "head.bias"}
     assert not lau_result.backbone_changed
+    # The next version in the lineage may be a full-model method: nothing is left frozen.
+    assert all(p.requires_grad for p in lau_result.model.parameters())
 
 
 def test_lau_makes_the_forgotten_class_unpredicted(
