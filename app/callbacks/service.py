@@ -16,7 +16,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import event, select
+from sqlalchemy import String, cast, event, select
 from sqlalchemy.orm import Session
 
 from app.audit import service as audit
@@ -95,9 +95,12 @@ def request_status_changed(
     rows = session.execute(
         select(ErasureRequest, Model.name)
         .join(Model, Model.id == ErasureRequest.model_id)
-        .where(ErasureRequest.id.in_(ids))
+        # JSON is stored as text on every backend; most requests have no callback target
+        .where(ErasureRequest.id.in_(ids), cast(ErasureRequest.callback_urls, String) != "[]")
         .execution_options(populate_existing=True)
     ).all()
+    if not rows:
+        return []
     opendsr = {
         o.request_id: o
         for o in session.scalars(select(OpenDSRRequest).where(OpenDSRRequest.request_id.in_(ids)))

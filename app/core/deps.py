@@ -47,8 +47,9 @@ def _client(
             "send an API key as `Authorization: Bearer <key>` or `X-API-Key`",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    factory = request.app.state.session_factory
-    with factory() as session:
+    # A short transaction of its own: on SQLite every transaction takes the write lock, so
+    # the request's transaction must not start before the route needs it.
+    with request.app.state.session_factory() as session:
         client = authenticate(session=session, token=token)
     if client is None:
         raise Unauthorized(

@@ -104,12 +104,7 @@ def submit(
     if not client.may_use_model(model.name):
         raise Forbidden(f"this API key may not act on model {model.name!r}")
     srid = str(body.subject_request_id)
-    existing = session.scalar(
-        select(ErasureRequest).where(ErasureRequest.subject_request_id == srid)
-    )
     sample_ids = _resolve_samples(session, model, body, settings)
-    if existing is not None:
-        return _original(session, existing, model, sample_ids), False
     now = utcnow()
     req = ErasureRequest(
         id=str(uuid.uuid4()),
@@ -122,9 +117,11 @@ def submit(
         due_at=add_months(now, 1),
         updated_at=now,
         sample_count=len(sample_ids),
-        callback_urls=[str(u) for u in body.status_callback_urls],
+        callback_urls=urls,
         client=client.name,
     )
+    # A repeated subject_request_id (a retry, or a concurrent duplicate) hits the unique
+    # constraint; the savepoint keeps the transaction usable to answer with the original.
     try:
         with session.begin_nested():  # a concurrent duplicate may win the unique constraint
             session.add(req)
@@ -139,7 +136,8 @@ def submit(
     session.execute(
         insert(ErasureRequestSample), [{"request_id": req.id, "sample_id": s} for s in sample_ids]
     )
-    callbacks.request_status_changed(session=session, request_ids=[req.id])
+    if urls:
+        callbacks.request_status_changed(session=session, request_ids=[req.id])
     audit.append(
         session=session,
         type="request.received",
@@ -154,16 +152,19 @@ def submit(
         },
     )
     jobs_service.schedule_model(session=session, model_id=model.id, settings=settings, now=now)
-    session.refresh(req)
     return req, True
 
 
 def get_request(*, session: Session, request_id: str, client: Client) -> ErasureRequest:
-    req = session.get(ErasureRequest, request_id)
-    if req is None:
+    row = session.execute(
+        select(ErasureRequest, Model)
+        .join(Model, Model.id == ErasureRequest.model_id)
+        .where(ErasureRequest.id == request_id)
+    ).one_or_none()
+    if row is None:
         raise NotFound(f"no erasure request {request_id}")
-    model = session.get(Model, req.model_id)
-    if model is not None and not client.may_use_model(model.name):
+    req, model = row
+    if not client.may_use_model(model.name):
         raise Forbidden(f"this API key may not act on model {model.name!r}")
     return req
 

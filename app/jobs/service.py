@@ -59,28 +59,38 @@ def schedule_model(
     """Batch the model's received requests (once the window has passed) and make sure a job
     exists for its queued ones. Returns the job created, if any."""
     now = now or utcnow()
-    cutoff = now - timedelta(seconds=settings.batch_window_s)
-    oldest = session.scalar(
-        select(func.min(ErasureRequest.received_at)).where(
-            ErasureRequest.model_id == model_id, ErasureRequest.status == RequestStatus.received
-        )
-    )
-    if oldest is not None and oldest <= cutoff:
-        queued = session.scalars(
-            update(ErasureRequest)
-            .where(
-                ErasureRequest.model_id == model_id, ErasureRequest.status == RequestStatus.received
+    ready = True
+    if settings.batch_window_s > 0:
+        oldest = session.scalar(
+            select(func.min(ErasureRequest.received_at)).where(
+                ErasureRequest.model_id == model_id,
+                ErasureRequest.status == RequestStatus.received,
             )
-            .values(status=RequestStatus.queued, updated_at=now)
-            .returning(ErasureRequest.id)
-        ).all()
-        callbacks.request_status_changed(session=session, request_ids=queued)
-    waiting = session.scalar(
+        )
+        ready = oldest is not None and oldest <= now - timedelta(seconds=settings.batch_window_s)
+    moved: list[str] = []
+    if ready:
+        # ORM-enabled UPDATE: objects of these requests in the session see the new status
+        moved = list(
+            session.scalars(
+                update(ErasureRequest)
+                .where(
+                    ErasureRequest.model_id == model_id,
+                    ErasureRequest.status == RequestStatus.received,
+                )
+                .values(status=RequestStatus.queued, updated_at=now)
+                .returning(ErasureRequest.id)
+            )
+        )
+        callbacks.request_status_changed(session=session, request_ids=moved)
+    if active_job(session=session, model_id=model_id) is not None:
+        return None
+    waiting = len(moved) or session.scalar(
         select(func.count())
         .select_from(ErasureRequest)
         .where(ErasureRequest.model_id == model_id, ErasureRequest.status == RequestStatus.queued)
     )
-    if not waiting or active_job(session=session, model_id=model_id) is not None:
+    if not waiting:
         return None
     job = Job(
         id=str(uuid.uuid4()),
