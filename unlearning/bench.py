@@ -232,7 +232,10 @@ def run_cost_growth(
                         original, data, m, _config(m, seed, recipe, {}), device=dev, cache=cache
                     )
                     times[m][n].append(res.elapsed_s)
-                    log(f"  seed {seed} forget {n:>6} {m:>14}: {res.elapsed_s:.4f}s")
+                    log(
+                        f"  seed {seed} forget {n:>6} {m:>14}: {res.elapsed_s:.4f}s "
+                        f"(epochs {res.info.get('epochs', '-')})"
+                    )
         if with_retrain:
             data = ds.unlearn_data(forget_ids(ds, f"random:{max(forget_sizes)}", seed))
             res = unlearn(
