@@ -192,13 +192,15 @@ def admin_headers(runtime: Any) -> dict[str, str]:
 
 
 @pytest.fixture
-def embedded_client(seeded: Any) -> Iterator[Any]:
-    """The API with the in-process worker running jobs, as `lethe serve` builds it."""
+def embedded_client(seeded: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
+    """The API with the in-process worker running jobs, as `lethe serve` builds it; a test
+    marked `@pytest.mark.overrides(**settings)` gets those settings changed."""
     from fastapi.testclient import TestClient
 
     from workers.asgi import build_app
 
-    app = build_app(seeded.settings)
+    marker = request.node.get_closest_marker("overrides")
+    app = build_app(seeded.settings.model_copy(update=marker.kwargs if marker else {}))
     with TestClient(app) as client:
         yield client
 

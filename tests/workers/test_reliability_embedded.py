@@ -3,7 +3,6 @@ gate: a result that misses the policy is never published."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -11,47 +10,34 @@ import pytest
 from tests.helpers import erasure_body, training_ids, wait_for_status
 from tests.workers.reliability_checks import assert_single_chain, submit_concurrently
 
-
-@pytest.fixture
-def embedded(seeded: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
-    """The embedded app with settings overridden by the test's `overrides` marker."""
-    from fastapi.testclient import TestClient
-
-    from workers.asgi import build_app
-
-    marker = request.node.get_closest_marker("overrides")
-    overrides = marker.kwargs if marker else {}
-    settings = seeded.settings.model_copy(update=overrides)
-    with TestClient(build_app(settings)) as client:
-        yield client
-
-
 pytestmark = pytest.mark.usefixtures("seeded")
 
 
 @pytest.mark.overrides(policy_max_ta_drop=100.0)
 def test_fifty_concurrent_requests_form_one_chain(
-    embedded: Any, seeded: Any, admin_headers: dict[str, str]
+    embedded_client: Any, seeded: Any, admin_headers: dict[str, str]
 ) -> None:
     requested = submit_concurrently(
-        lambda body: embedded.post("/v1/erasure-requests", json=body, headers=admin_headers),
+        lambda body: embedded_client.post("/v1/erasure-requests", json=body, headers=admin_headers),
         training_ids(seeded),
         50,
     )
     for rid in requested:
-        wait_for_status(embedded, rid, admin_headers, timeout=240)
+        wait_for_status(embedded_client, rid, admin_headers, timeout=240)
     assert_single_chain(seeded, "digits-cnn", requested)
-    assert embedded.get("/v1/audit/verify", headers=admin_headers).json()["ok"] is True
+    assert embedded_client.get("/v1/audit/verify", headers=admin_headers).json()["ok"] is True
 
 
 @pytest.mark.overrides(unlearning_method="finetune", policy_fallback_method="retrain")
 def test_gate_refuses_a_weak_result_and_escalates_to_the_fallback(
-    embedded: Any, seeded: Any, admin_headers: dict[str, str]
+    embedded_client: Any, seeded: Any, admin_headers: dict[str, str]
 ) -> None:
     forget = training_ids(seeded, label=7)
-    resp = embedded.post("/v1/erasure-requests", json=erasure_body(forget), headers=admin_headers)
-    done = wait_for_status(embedded, resp.json()["id"], admin_headers, timeout=180)
-    version = embedded.get(
+    resp = embedded_client.post(
+        "/v1/erasure-requests", json=erasure_body(forget), headers=admin_headers
+    )
+    done = wait_for_status(embedded_client, resp.json()["id"], admin_headers, timeout=180)
+    version = embedded_client.get(
         f"/v1/models/digits-cnn/versions/{done['result_version']}", headers=admin_headers
     ).json()
     assert version["method"] == "retrain"
@@ -62,20 +48,20 @@ def test_gate_refuses_a_weak_result_and_escalates_to_the_fallback(
 
 @pytest.mark.overrides(policy_min_class_ua=101.0, request_max_attempts=1)
 def test_gate_fails_the_job_with_its_reason_and_publishes_nothing(
-    embedded: Any, seeded: Any, admin_headers: dict[str, str]
+    embedded_client: Any, seeded: Any, admin_headers: dict[str, str]
 ) -> None:
-    resp = embedded.post(
+    resp = embedded_client.post(
         "/v1/erasure-requests",
         json=erasure_body(training_ids(seeded, label=1)),
         headers=admin_headers,
     )
     request_id = resp.json()["id"]
     with pytest.raises(AssertionError, match="verification gate refused"):
-        wait_for_status(embedded, request_id, admin_headers, timeout=120)
-    body = embedded.get(f"/v1/erasure-requests/{request_id}", headers=admin_headers).json()
+        wait_for_status(embedded_client, request_id, admin_headers, timeout=120)
+    body = embedded_client.get(f"/v1/erasure-requests/{request_id}", headers=admin_headers).json()
     assert body["status"] == "failed" and "UA" in body["status_reason"]
-    job = embedded.get(f"/v1/jobs/{body['job_id']}", headers=admin_headers).json()
+    job = embedded_client.get(f"/v1/jobs/{body['job_id']}", headers=admin_headers).json()
     # a refused result is not retried: the same method would be refused again
     assert job["status"] == "failed" and job["attempts"] == 1
-    versions = embedded.get("/v1/models/digits-cnn/versions", headers=admin_headers).json()
+    versions = embedded_client.get("/v1/models/digits-cnn/versions", headers=admin_headers).json()
     assert [v["number"] for v in versions["items"]] == [1]

@@ -4,7 +4,6 @@ cumulative forget set, idempotent publishing, and Celery settings for long GPU j
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
@@ -21,34 +20,22 @@ from tests.helpers import (
 )
 
 
-@pytest.fixture
-def embedded(seeded: Any, request: pytest.FixtureRequest) -> Iterator[Any]:
-    from fastapi.testclient import TestClient
-
-    from workers.asgi import build_app
-
-    marker = request.node.get_closest_marker("overrides")
-    settings = seeded.settings.model_copy(update=marker.kwargs if marker else {})
-    with TestClient(build_app(settings)) as client:
-        yield client
-
-
 @pytest.mark.overrides(batch_window_s=3.0, policy_max_ta_drop=100.0)
 def test_requests_inside_the_window_share_one_job(
-    embedded: Any, seeded: Any, admin_headers: dict[str, str]
+    embedded_client: Any, seeded: Any, admin_headers: dict[str, str]
 ) -> None:
     pool = training_ids(seeded)
     ids = []
     for i in range(5):
-        resp = embedded.post(
+        resp = embedded_client.post(
             "/v1/erasure-requests", json=erasure_body(pool[i::97][:2]), headers=admin_headers
         )
         assert resp.json()["status"] == "received"  # waiting for the window to close
         ids.append(resp.json()["id"])
-    done = [wait_for_status(embedded, rid, admin_headers, timeout=120) for rid in ids]
+    done = [wait_for_status(embedded_client, rid, admin_headers, timeout=120) for rid in ids]
     assert {d["result_version"] for d in done} == {2}
     assert len({d["job_id"] for d in done}) == 1
-    version = embedded.get("/v1/models/digits-cnn/versions/2", headers=admin_headers).json()
+    version = embedded_client.get("/v1/models/digits-cnn/versions/2", headers=admin_headers).json()
     assert sorted(version["request_ids"]) == sorted(ids)
 
 
@@ -69,37 +56,39 @@ def test_the_database_refuses_a_second_active_job_per_model(seeded: Any) -> None
 
 
 def test_each_job_forgets_everything_erased_earlier_in_the_lineage(
-    embedded: Any, seeded: Any, admin_headers: dict[str, str]
+    embedded_client: Any, seeded: Any, admin_headers: dict[str, str]
 ) -> None:
     first, second = training_ids(seeded, label=3), training_ids(seeded, label=5)
     for forget in (first, second):
-        resp = embedded.post(
+        resp = embedded_client.post(
             "/v1/erasure-requests", json=erasure_body(forget), headers=admin_headers
         )
-        wait_for_status(embedded, resp.json()["id"], admin_headers, timeout=120)
-    v3 = embedded.get("/v1/models/digits-cnn/versions/3", headers=admin_headers).json()
+        wait_for_status(embedded_client, resp.json()["id"], admin_headers, timeout=120)
+    v3 = embedded_client.get("/v1/models/digits-cnn/versions/3", headers=admin_headers).json()
     assert v3["parent_number"] == 2 and v3["erased_count"] == len(first) + len(second)
     assert v3["metrics"]["forget_count"] == len(first) + len(second)
-    blob, _ = download(embedded, "/v1/models/digits-cnn/versions/3/checkpoint", admin_headers)
+    blob, _ = download(
+        embedded_client, "/v1/models/digits-cnn/versions/3/checkpoint", admin_headers
+    )
     model = load_model(blob)
     assert accuracy_and_confidence(model, first)[0] < 5, "version 3 relearned class 3"
     assert accuracy_and_confidence(model, second)[0] < 5
 
 
 def test_a_redelivered_job_publishes_nothing_the_second_time(
-    embedded: Any, seeded: Any, admin_headers: dict[str, str]
+    embedded_client: Any, seeded: Any, admin_headers: dict[str, str]
 ) -> None:
     from app.core.db import session_scope
     from app.jobs import service as jobs
     from app.models.models import ModelVersion
     from workers.pipeline import run_job
 
-    resp = embedded.post(
+    resp = embedded_client.post(
         "/v1/erasure-requests",
         json=erasure_body(training_ids(seeded, label=2)),
         headers=admin_headers,
     )
-    done = wait_for_status(embedded, resp.json()["id"], admin_headers, timeout=120)
+    done = wait_for_status(embedded_client, resp.json()["id"], admin_headers, timeout=120)
     assert run_job(done["job_id"], seeded) == "not-claimed"
 
     with session_scope(seeded.session_factory, None) as s:
@@ -125,7 +114,7 @@ def test_a_redelivered_job_publishes_nothing_the_second_time(
             session=s, claim=claim, outcome=outcome, settings=seeded.settings, worker="test"
         )
         assert again is not None and again.id == version.id
-    versions = embedded.get("/v1/models/digits-cnn/versions", headers=admin_headers).json()
+    versions = embedded_client.get("/v1/models/digits-cnn/versions", headers=admin_headers).json()
     assert [v["number"] for v in versions["items"]] == [1, 2]
 
 
