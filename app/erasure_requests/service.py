@@ -8,7 +8,7 @@ import json
 import uuid
 from datetime import datetime
 
-from sqlalchemy import insert, select, tuple_
+from sqlalchemy import select, tuple_
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -16,6 +16,7 @@ from app.audit import service as audit
 from app.auth.service import Client
 from app.callbacks import service as callbacks
 from app.callbacks import targets
+from app.core.bulk import bulk_insert
 from app.core.config import Settings
 from app.core.db import utcnow
 from app.core.deadlines import add_months, days_left
@@ -133,8 +134,11 @@ def submit(
         if raced is None:
             raise
         return _original(session, raced, model, sample_ids), False
-    session.execute(
-        insert(ErasureRequestSample), [{"request_id": req.id, "sample_id": s} for s in sample_ids]
+    bulk_insert(
+        session,
+        ErasureRequestSample.__table__,  # type: ignore[arg-type]
+        ("request_id", "sample_id"),
+        ((req.id, s) for s in sample_ids),
     )
     if urls:
         callbacks.request_status_changed(session=session, request_ids=[req.id])

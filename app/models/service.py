@@ -2,16 +2,16 @@
 
 from __future__ import annotations
 
-import itertools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import func, insert, select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from app.audit import service as audit
 from app.callbacks import service as callbacks
+from app.core.bulk import bulk_insert, existing
 from app.core.db import utcnow
 from app.core.errors import Conflict, NotFound, Unprocessable
 from app.models.models import (
@@ -166,16 +166,9 @@ def move_alias(*, session: Session, model: Model, alias: str, number: int, actor
 
 def unknown_sample_ids(*, session: Session, model_id: int, sample_ids: Sequence[str]) -> list[str]:
     """Ids in `sample_ids` that are not in the model's training set (order kept)."""
-    known: set[str] = set()
-    for start in range(0, len(sample_ids), 5_000):
-        chunk = list(sample_ids[start : start + 5_000])
-        known.update(
-            session.scalars(
-                select(TrainingSample.sample_id).where(
-                    TrainingSample.model_id == model_id, TrainingSample.sample_id.in_(chunk)
-                )
-            )
-        )
+    known = existing(
+        session, TrainingSample.sample_id, sample_ids, TrainingSample.model_id == model_id
+    )
     return [s for s in sample_ids if s not in known]
 
 
@@ -268,55 +261,9 @@ def check_checkpoint(
 
 
 def _insert_samples(session: Session, model_id: int, samples: Iterable[SampleRow]) -> int:
-    """Bulk insert: COPY on PostgreSQL, the driver's executemany in 10k-row chunks on
-    SQLite, SQLAlchemy executemany chunks elsewhere."""
-    conn = session.connection()
-    if conn.dialect.name == "postgresql":
-        raw: Any = conn.connection.driver_connection
-        if hasattr(raw, "cursor") and type(raw).__module__.startswith("psycopg"):
-            count = 0
-            with (
-                raw.cursor() as cur,
-                cur.copy(
-                    "COPY training_samples (model_id, sample_id, label, subject_ref) FROM STDIN"
-                ) as copy,
-            ):
-                for s in samples:
-                    copy.write_row((model_id, s.sample_id, s.label, s.subject_ref))
-                    count += 1
-            return count
-    if conn.dialect.name == "sqlite":
-        # The driver's executemany skips SQLAlchemy's per-row processing: ~10x faster.
-        cursor: Any = conn.connection.driver_connection.cursor()  # type: ignore[union-attr]
-        count = 0
-        statement = (
-            "INSERT INTO training_samples (model_id, sample_id, label, subject_ref) "
-            "VALUES (?, ?, ?, ?)"
-        )
-        rows = ((model_id, s.sample_id, s.label, s.subject_ref) for s in samples)
-        while chunk := list(itertools.islice(rows, 10_000)):
-            cursor.executemany(statement, chunk)
-            count += len(chunk)
-        cursor.close()
-        return count
-    count, batch = 0, []
-    for s in samples:
-        batch.append(
-            {
-                "model_id": model_id,
-                "sample_id": s.sample_id,
-                "label": s.label,
-                "subject_ref": s.subject_ref,
-                "erased_in_version": None,
-            }
-        )
-        if len(batch) == 10_000:
-            session.execute(insert(TrainingSample), batch)
-            count, batch = count + len(batch), []
-    if batch:
-        session.execute(insert(TrainingSample), batch)
-        count += len(batch)
-    return count
+    columns = ("model_id", "sample_id", "label", "subject_ref")
+    rows = ((model_id, s.sample_id, s.label, s.subject_ref) for s in samples)
+    return bulk_insert(session, TrainingSample.__table__, columns, rows)  # type: ignore[arg-type]
 
 
 # --- aliases ------------------------------------------------------------------------------
