@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from datetime import datetime
 from typing import Literal
 from uuid import UUID
@@ -9,6 +10,8 @@ from uuid import UUID
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, HttpUrl, model_validator
 
 from app.erasure_requests.models import RequestStatus
+
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class SubjectIdentity(BaseModel):
@@ -48,7 +51,7 @@ class ErasureRequestCreate(BaseModel):
         if (self.sample_ids is None) == (self.subject_identities is None):
             raise ValueError("give exactly one of `sample_ids` or `subject_identities`")
         for sid in self.sample_ids or []:
-            if not sid or len(sid) > 256 or any(ord(c) < 32 or ord(c) == 127 for c in sid):
+            if not sid or len(sid) > 256 or _CONTROL.search(sid):
                 raise ValueError("sample ids are 1-256 characters without control characters")
         return self
 
