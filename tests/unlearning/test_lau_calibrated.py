@@ -1,0 +1,176 @@
+"""``lau-calibrated`` on real MNIST-1D: forget samples end up looking held out, and nothing
+below the cut moves.
+
+One small model (MNIST-1D, 4,000 train samples, a shortened recipe) is trained once per
+module; each test runs the method in well under a second.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+
+import numpy as np
+import pytest
+import torch
+
+import unlearning as ul
+from unlearning.loop import predict
+from unlearning.training import default_recipe
+
+FORGET_FRACTION = 0.1
+
+# A small, harder setting: 3,000 samples (2,400 train, 300 val, 300 test), 10 epochs. The
+# original model remembers its forget set (100 %) but reaches only ~89 % on val, an 11-point
+# gap for unlearning to close.
+NUM_SAMPLES, EPOCHS = 3000, 10
+
+# Tolerance on |forget accuracy - val accuracy| after unlearning at cut 2, in points. With
+# 240 forget and 300 val samples at ~90 % accuracy each accuracy has a binomial standard
+# error of ~1.8 points, their difference ~2.6; a model retrained without the forget set
+# lands within 2 points of its val accuracy on MNIST-1D (10 seeds, BENCHMARKS.md). 5 points
+# (~2 standard errors) does not flake, and the original (11 points) fails it. Measured: 2.2.
+ACCURACY_TOLERANCE = 5.0
+
+# At cut 1 a single linear layer cannot pull individual forget samples that far without
+# hurting retain/val (BENCHMARKS.md: cut 1 under-forgets when the generalisation gap is
+# large): the default must still close at least this share of the gap. Measured: 0.52.
+CUT1_GAP_CLOSED = 0.4
+
+
+@pytest.fixture(scope="module")
+def mnist1d() -> ul.Dataset:
+    return ul.load_dataset("mnist1d", seed=0, num_samples=NUM_SAMPLES)
+
+
+@pytest.fixture(scope="module")
+def model(mnist1d: ul.Dataset) -> ul.SplitModel:
+    recipe = dataclasses.replace(default_recipe("mnist1d-cnn"), epochs=EPOCHS)
+    return ul.train_model("mnist1d-cnn", mnist1d, recipe=recipe, seed=0, device="cpu")
+
+
+@pytest.fixture(scope="module")
+def data(mnist1d: ul.Dataset) -> ul.UnlearnData:
+    rng = np.random.default_rng(0)
+    ids = mnist1d.train.ids
+    chosen = rng.choice(len(ids), round(FORGET_FRACTION * len(ids)), replace=False)
+    return mnist1d.unlearn_data([ids[i] for i in sorted(chosen)])
+
+
+@pytest.fixture(scope="module")
+def cache() -> ul.FeatureCache:
+    return ul.FeatureCache()
+
+
+def _acc(model: ul.SplitModel, split: ul.Split) -> float:
+    pred = predict(model, split.x, "cpu").argmax(1)
+    return float((pred == split.y).float().mean() * 100)
+
+
+@pytest.fixture(scope="module")
+def snapshot(model: ul.SplitModel) -> dict[str, torch.Tensor]:
+    return {k: v.clone() for k, v in model.state_dict().items()}
+
+
+@pytest.fixture(scope="module")
+def result(model, data, cache, snapshot) -> ul.UnlearnResult:
+    return ul.unlearn(model, data, "lau-calibrated", device="cpu", cache=cache)
+
+
+def test_registered_with_documented_defaults() -> None:
+    spec = ul.get_method("lau-calibrated")
+    cfg = spec.make_config()
+    assert dataclasses.is_dataclass(cfg) and spec.config_cls.__dataclass_params__.frozen
+    assert cfg.cut == 1
+    with pytest.raises(ValueError, match="unknown config keys"):
+        spec.make_config({"nope": 1})
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        cfg.cut = 2  # type: ignore[misc]
+
+
+def test_forget_accuracy_ends_near_held_out_accuracy(model, data, cache) -> None:
+    val_before = _acc(model, data.val)
+    before = _acc(model, data.forget)
+    assert before - val_before > 2 * ACCURACY_TOLERANCE, "the original must remember its forget set"
+    res = ul.unlearn(model, data, "lau-calibrated", {"cut": 2}, device="cpu", cache=cache)
+    after = _acc(res.model, data.forget)
+    assert abs(after - _acc(res.model, data.val)) <= ACCURACY_TOLERANCE
+    assert abs(after - val_before) <= ACCURACY_TOLERANCE
+
+
+def test_default_cut_moves_forget_accuracy_towards_held_out(model, data, result) -> None:
+    val_before = _acc(model, data.val)
+    before = _acc(model, data.forget)
+    after = _acc(result.model, data.forget)
+    val_after = _acc(result.model, data.val)
+    assert val_before - 3.0 <= val_after
+    assert after - val_after <= (1 - CUT1_GAP_CLOSED) * (before - val_before)
+    assert after >= val_after - ACCURACY_TOLERANCE, "must not over-forget either"
+
+
+def test_retain_and_held_out_accuracy_hold(model, data, result) -> None:
+    assert _acc(result.model, data.retain) >= 98.0
+    assert _acc(result.model, data.val) >= _acc(model, data.val) - 3.0
+
+
+def test_forget_confidence_looks_held_out(result, data) -> None:
+    """The forget set's true-label confidences resemble val's: a share of them is low."""
+    metrics = ul.evaluate(result.model, data, "cpu")
+    assert metrics["MIA"] is not None and metrics["MIA"] > 2.0
+
+
+@pytest.mark.parametrize("cut", [1, 2])
+def test_nothing_below_the_cut_changes(model, data, cache, cut: int) -> None:
+    res = ul.unlearn(model, data, "lau-calibrated", {"cut": cut}, device="cpu", cache=cache)
+    upper = model.upper_prefixes(cut)
+    before, after = model.state_dict(), res.model.state_dict()
+    for key, value in before.items():
+        if not key.startswith(upper):
+            assert torch.equal(value, after[key]), key
+    assert res.changed, "the upper layers must change"
+    assert all(key.startswith(upper) for key in res.changed)
+    assert res.backbone_changed == (cut > 1)
+    assert res.config["cut"] == cut
+
+
+def test_input_model_untouched_and_test_split_unused(model, data, cache, result, snapshot) -> None:
+    """The method never reads `test`: poisoning it changes nothing."""
+    nan_test = ul.Split(torch.full_like(data.test.x, float("nan")), data.test.y, data.test.ids)
+    poisoned = dataclasses.replace(data, test=nan_test)
+    res = ul.unlearn(model, poisoned, "lau-calibrated", device="cpu", cache=cache)
+    for key, value in result.model.state_dict().items():
+        assert torch.equal(value, res.model.state_dict()[key]), key
+    for key, value in snapshot.items():
+        assert torch.equal(value, model.state_dict()[key]), key
+
+
+def test_progress_is_reported_and_cancel_stops_the_run(model, data, cache) -> None:
+    seen: list[tuple[str, float]] = []
+    ul.unlearn(
+        model,
+        data,
+        "lau-calibrated",
+        device="cpu",
+        cache=cache,
+        hooks=ul.Hooks(progress=lambda p, f: seen.append((p, f))),
+    )
+    phases = [p for p, _ in seen]
+    assert {"embed", "attack", "unlearn"} <= set(phases)
+    assert all(0.0 <= f <= 1.0 for _, f in seen)
+
+    calls: list[str] = []
+
+    def cancel_during_distillation() -> bool:
+        return bool(calls) and calls[-1] == "unlearn"
+
+    hooks = ul.Hooks(
+        progress=lambda p, _f: calls.append(p), should_cancel=cancel_during_distillation
+    )
+    with pytest.raises(ul.Cancelled):
+        ul.unlearn(model, data, "lau-calibrated", device="cpu", cache=cache, hooks=hooks)
+    assert "unlearn" in calls and "done" not in calls
+
+
+def test_empty_forget_set_is_a_no_op(model, mnist1d) -> None:
+    data = mnist1d.unlearn_data([])
+    res = ul.unlearn(model, data, "lau-calibrated", device="cpu")
+    assert res.changed == ()

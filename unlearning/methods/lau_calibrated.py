@@ -1,0 +1,318 @@
+"""Calibrated Layer Attack Unlearning (``lau-calibrated``): sample-scope forgetting.
+
+A model retrained without a few random samples still gets most of them right: it
+generalises. Pushing every forget sample to a wrong class (``lau`` as published) therefore
+over-forgets, and a membership attack sees it. Here each forget sample is instead made to look
+like a sample the model never saw, using the geometry Partial-PGD measures at the cut:
+
+1. **Flip distance.** Partial-PGD (the ``lau`` attack: sign-gradient steps on the forget
+   activations at the cut, against the layers above only, kept >= 0 after a ReLU) is run as a
+   path of small steps of size ``step * mean|activation|``. After k steps the L-inf radius is
+   at most k*step, so the (interpolated) step at which the teacher's class flips is the radius
+   Partial-PGD needs to leave the class: the sample's distance to the decision boundary in
+   feature space. Samples that never flip are ranked by their remaining margin.
+2. **Quantile targets.** The teacher's true-label confidences on the held-out ``val`` split are
+   what "never seen" looks like. Forget samples are ranked by flip distance and the i-th of n
+   gets the ``(i + 0.5) / n`` quantile of that distribution as its target confidence: the
+   closest to the boundary get the low (often wrong-class) targets, as a retrained model
+   would most likely get exactly those wrong.
+3. **Calibrated push.** Along the same path, each sample's activation is taken where the
+   teacher's confidence first reaches its target (interpolated between steps, in log-odds).
+   Samples whose target is already met stay where they are.
+4. **Distillation.** The layers above the cut (the student) are trained so that, at each
+   forget sample's own activation, they give the teacher's logits at its pushed point
+   (KL at ``temperature``), while retain activations are distilled from the frozen original
+   upper part (the teacher) so RA/TA hold. Full batch, L-BFGS by default. Nothing below the
+   cut is touched; BatchNorm (if any above the cut) stays in eval mode.
+5. **Recalibration.** Changing the upper layers also lowers the student's confidence on
+   held-out data a little, and a membership attack compares forget samples with the model's
+   *current* behaviour on held-out data. So every ``recalibrate`` iterations the target
+   quantiles are re-read from the student's own val confidences and the pushed points move
+   along the stored path accordingly (no new attack: the path's logits are kept).
+
+Only ``val`` is used for calibration, never ``test``. With a warm feature cache the cost is
+the attack path on the forget activations plus ``iters`` full-batch steps on the upper
+layers; design, measurements and the cut 1 vs 2 trade-off are in BENCHMARKS.md
+("Sample-level forgetting (lau-calibrated)").
+"""
+
+from __future__ import annotations
+
+import copy
+import time
+from dataclasses import asdict, dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..architectures import SplitModel
+from ..cache import FeatureCache, embed
+from ..loop import make_optimizer
+from ..types import Hooks, UnlearnData, UnlearnResult
+from .common import freeze
+from .registry import register
+
+__all__ = ["LAUCalibratedConfig", "lau_calibrated"]
+
+
+@dataclass(frozen=True)
+class LAUCalibratedConfig:
+    cut: int = 1
+    """Layers above the cut are attacked and trained (1 = the last linear layer, as the paper;
+    2 = also the last feature block). Chosen by measurement, see BENCHMARKS.md."""
+    step: float = 0.06
+    """Partial-PGD step, relative to the mean absolute retain activation at the cut."""
+    steps: int = 20
+    """Partial-PGD path length (the largest radius probed is ``steps * step``)."""
+    rank: str = "flip"
+    """How forget samples are ordered onto the val quantiles: ``"flip"`` (Partial-PGD flip
+    distance), ``"margin"`` (teacher logit margin at the sample) or ``"confidence"``."""
+    temperature: float = 1.0
+    """Distillation temperature; 1 matches the confidences the membership attack reads."""
+    lr: float = 1.0
+    """Learning rate (the L-BFGS step scale; ~1e-2 for Adam)."""
+    optimizer: str = "lbfgs"
+    """``"adam"``, ``"adamw"``, ``"sgd"`` or ``"lbfgs"`` (full batch, strong-Wolfe line search)."""
+    history: int = 5
+    """L-BFGS history size."""
+    iters: int = 40
+    """Optimisation iterations, full batch: every forget sample and ``retain_batch`` retain ones."""
+    retain_batch: int = 1024
+    """Retain activations (one fixed random subset) distilled from the teacher at every step."""
+    retain_weight: float = 1.0
+    """Weight of the retain distillation term (the forget term has weight 1)."""
+    recalibrate: int = 10
+    """Every this many steps, re-read the target quantiles from the student's own val
+    confidences (which drift as the upper layers change); 0 keeps the teacher's."""
+    seed: int = 0
+
+
+@register("lau-calibrated", LAUCalibratedConfig)
+def lau_calibrated(
+    model: SplitModel,
+    data: UnlearnData,
+    cfg: LAUCalibratedConfig,
+    *,
+    device: torch.device,
+    hooks: Hooks,
+    cache: FeatureCache | None,
+) -> UnlearnResult:
+    if cfg.rank not in ("flip", "margin", "confidence"):
+        raise ValueError(f"rank must be 'flip', 'margin' or 'confidence', got {cfg.rank!r}")
+    model.eval()
+    lower, upper = model.split(cfg.cut)
+    freeze(lower)
+    info: dict[str, object] = {"cut": cfg.cut}
+    if len(data.forget) == 0 or len(data.val) == 0:
+        info["skipped"] = "nothing to forget" if len(data.forget) == 0 else "no val split"
+        return UnlearnResult(model, "lau-calibrated", asdict(cfg), 0.0, (), info=info)
+
+    clock = [time.perf_counter()]
+    hooks.progress("embed", 0.0)
+    z_f, z_r, z_v = embed(
+        model, data.forget, data.retain, data.val, cut=cfg.cut, device=device, cache=cache
+    )
+    hooks.check()
+    y_f, y_r, y_v = (s.y.to(device) for s in (data.forget, data.retain, data.val))
+    nonneg = bool((z_r >= 0).all()) and bool((z_f >= 0).all())
+    teacher = freeze(copy.deepcopy(upper)).eval()
+    clock.append(time.perf_counter())
+
+    # 1. Partial-PGD path on the forget activations: teacher logits at every point
+    hooks.progress("attack", 0.0)
+    step = cfg.step * float((z_r if len(z_r) else z_f).abs().mean())
+    path = _pgd_path(teacher, z_f, y_f, step, cfg.steps, nonneg, hooks)  # (steps+1, n, C)
+    conf_path = _log_softmax(path).gather(2, _expand(y_f, path)).squeeze(2).exp()
+    margin_path = _margin(path, y_f)
+    score = _rank_score(cfg.rank, conf_path, margin_path)
+    n_f = len(y_f)
+    order = score.argsort()
+    levels = (torch.arange(n_f, dtype=path.dtype, device=device) + 0.5) / n_f
+
+    # 2. + 3. quantile targets from val, and the teacher's logits where the path meets them
+    def desired(conf_val: torch.Tensor) -> torch.Tensor:
+        target = torch.empty(n_f, dtype=path.dtype, device=device)
+        target[order] = torch.quantile(conf_val.to(path.dtype), levels)
+        return target
+
+    def targets(goal: torch.Tensor) -> torch.Tensor:
+        return _log_softmax(_logits_at(path, conf_path, goal) / t)
+
+    t = cfg.temperature
+    with torch.no_grad():
+        p_forget = targets(desired(_true_conf(teacher(z_v), y_v)))
+        info.update(
+            flip_steps_median=float(score.median()),
+            target_accuracy=float((p_forget.argmax(1) == y_f).float().mean() * 100),
+        )
+    clock.append(time.perf_counter())
+
+    # 4. distillation of the upper layers: forget -> teacher at the calibrated points,
+    # retain -> teacher at their own activations, one weighted KL over both
+    hooks.progress("unlearn", 0.0)
+    params = [p for p in upper.parameters() if p.requires_grad]
+    opt: torch.optim.Optimizer | None = None
+    if cfg.optimizer != "lbfgs":
+        opt = make_optimizer(params, cfg.optimizer, cfg.lr)
+    gen = torch.Generator().manual_seed(cfg.seed)
+    n_r = len(y_r)
+    rb = min(cfg.retain_batch, n_r) if cfg.retain_weight > 0 else 0
+    r_idx = torch.randperm(n_r, generator=gen)[:rb].to(device)
+    with torch.no_grad():
+        p_retain = _log_softmax(teacher(z_r[r_idx]) / t)
+    z_all = torch.cat([z_f, z_r[r_idx]])
+    weights = torch.cat(
+        [
+            torch.full((n_f,), 1.0 / n_f, device=device),
+            torch.full((rb,), cfg.retain_weight / max(rb, 1), device=device),
+        ]
+    )
+    p_all = torch.cat([p_forget, p_retain])
+    q_all = p_all.exp()
+
+    def closure() -> torch.Tensor:
+        hooks.check()
+        for p in params:
+            p.grad = None
+        logp = _log_softmax(upper(z_all) / t)
+        loss = (weights * (q_all * (p_all - logp)).sum(dim=1)).sum() * (t * t)
+        loss.backward()
+        return loss
+
+    # L-BFGS runs in rounds of ``recalibrate`` iterations (fresh curvature after each
+    # recalibration); first-order optimisers take one step per iteration
+    chunk = (cfg.recalibrate or cfg.iters) if cfg.optimizer == "lbfgs" else 1
+    done = 0
+    while done < cfg.iters:
+        hooks.check()
+        if cfg.recalibrate and done and done % cfg.recalibrate == 0:
+            with torch.no_grad():
+                p_all[:n_f] = targets(desired(_true_conf(upper(z_v), y_v)))
+                q_all = p_all.exp()
+        if cfg.optimizer == "lbfgs":
+            opt = torch.optim.LBFGS(
+                params,
+                lr=cfg.lr,
+                max_iter=min(chunk, cfg.iters - done),
+                history_size=cfg.history,
+                line_search_fn="strong_wolfe",
+            )
+        assert opt is not None
+        opt.step(closure)  # type: ignore[arg-type]  # torch stubs want float; LBFGS takes a tensor
+        done += min(chunk, cfg.iters - done)
+        hooks.progress("unlearn", done / cfg.iters)
+    model.eval()
+    clock.append(time.perf_counter())
+    info["seconds"] = {
+        phase: round(b - a, 4)
+        for phase, a, b in zip(("embed", "attack", "distil"), clock, clock[1:], strict=False)
+    }
+    with torch.no_grad():
+        info["forget_accuracy"] = float((upper(z_f).argmax(1) == y_f).float().mean() * 100)
+    return UnlearnResult(model, "lau-calibrated", asdict(cfg), 0.0, (), info=info)
+
+
+def _log_softmax(logits: torch.Tensor) -> torch.Tensor:
+    """``log_softmax`` over the last dim, computed with the classes as the leading dim.
+
+    Same values; on CPU, PyTorch's kernel for a short last dim (10 classes) is ~20x slower
+    than for a long one, and this is the hot op of every step here.
+    """
+    return F.log_softmax(logits.movedim(-1, 0).contiguous(), dim=0).movedim(0, -1)
+
+
+def _expand(y: torch.Tensor, path: torch.Tensor) -> torch.Tensor:
+    return y.view(1, -1, 1).expand(path.shape[0], -1, 1)
+
+
+def _true_conf(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    return _log_softmax(logits).gather(1, y[:, None]).squeeze(1).exp()
+
+
+def _margin(logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+    """Own-class logit minus the best other one, over the last dim; ``logits`` is (S, n, C)."""
+    idx = _expand(y, logits)
+    own = logits.gather(2, idx).squeeze(2)
+    other = logits.scatter(2, idx, float("-inf")).max(dim=2).values
+    return own - other
+
+
+@torch.enable_grad()
+def _pgd_path(
+    upper: nn.Module,
+    z: torch.Tensor,
+    y: torch.Tensor,
+    step: float,
+    steps: int,
+    nonneg: bool,
+    hooks: Hooks,
+) -> torch.Tensor:
+    """Teacher logits at every point of an un-projected Partial-PGD path, ``(steps+1, n, C)``.
+
+    Same update as ``attack.partial_pgd`` (sign of the CE gradient w.r.t. the activation,
+    kept >= 0 after a ReLU); without a projection the L-inf radius after k steps is at most
+    k * step, so the step at which the class flips measures the radius needed to leave it.
+    """
+    out = []
+    z = z.detach()
+    for k in range(steps + 1):
+        z.requires_grad_(k < steps)
+        logits = upper(z)
+        out.append(logits.detach())
+        if k == steps:
+            break
+        loss = -_log_softmax(logits).gather(1, y[:, None]).sum()  # CE, summed
+        (grad,) = torch.autograd.grad(loss, z)
+        with torch.no_grad():
+            z = z + step * grad.sign()
+            if nonneg:
+                z = z.clamp_min(0)
+        if k % 10 == 0:
+            hooks.check()
+            hooks.progress("attack", k / max(steps, 1))
+    return torch.stack(out)
+
+
+def _rank_score(rank: str, conf: torch.Tensor, margin: torch.Tensor) -> torch.Tensor:
+    """Per forget sample, larger = further from the boundary (gets a higher target)."""
+    if rank == "margin":
+        return margin[0]
+    if rank == "confidence":
+        return conf[0]
+    steps = margin.shape[0] - 1
+    crossed = margin <= 0
+    ever = crossed.any(dim=0)
+    first = torch.where(ever, crossed.to(torch.uint8).argmax(dim=0), steps)
+    prev = (first - 1).clamp_min(0)
+    m_prev = margin.gather(0, prev[None]).squeeze(0)
+    m_cur = margin.gather(0, first[None]).squeeze(0)
+    frac = (m_prev / (m_prev - m_cur).clamp_min(1e-12)).clamp(0, 1)
+    dist = torch.where(first > 0, prev.to(margin.dtype) + frac, torch.zeros_like(frac))
+    # never flipped within the path: beyond it, ordered by the margin left at its end
+    return torch.where(ever, dist, steps + margin[-1].clamp_min(0))
+
+
+def _log_odds(c: torch.Tensor) -> torch.Tensor:
+    c = c.clamp(1e-12, 1 - 1e-7)
+    return torch.log(c) - torch.log1p(-c)
+
+
+def _logits_at(path: torch.Tensor, conf: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """Per sample, the path's logits where its confidence first falls to ``target``.
+
+    Linear interpolation between the two path points around the crossing (in the log-odds of
+    the confidence); samples already at or below target keep their own logits, samples whose
+    path never gets there take its last point.
+    """
+    steps = path.shape[0] - 1
+    below = conf <= target[None]
+    k = torch.where(below.any(dim=0), below.to(torch.uint8).argmax(dim=0), steps)
+    prev = (k - 1).clamp_min(0)
+    lo_prev = _log_odds(conf.gather(0, prev[None]).squeeze(0))
+    lo_k = _log_odds(conf.gather(0, k[None]).squeeze(0))
+    w = ((lo_prev - _log_odds(target)) / (lo_prev - lo_k).clamp_min(1e-12)).clamp(0, 1)
+    w = torch.where(k == 0, torch.zeros_like(w), w)
+    rows = torch.arange(path.shape[1], device=path.device)
+    l_prev, l_k = path[prev, rows], path[k, rows]
+    return l_prev + w[:, None] * (l_k - l_prev)
