@@ -5,9 +5,9 @@ See docs/ENGINE_API.md for how the service calls it.
 
 from __future__ import annotations
 
-from .architectures import SplitModel, get_architecture, list_architectures
+from .architectures import SplitModel, get_architecture, list_architectures, register_architecture
 from .attack import partial_pgd
-from .cache import FeatureCache, backbone_digest
+from .cache import FeatureCache, backbone_digest, embed
 from .checkpoint import load_checkpoint, save_checkpoint
 from .datasets import list_datasets, load_dataset
 from .engine import choose_method, unlearn
@@ -30,6 +30,7 @@ __all__ = [
     "backbone_digest",
     "choose_method",
     "default_recipe",
+    "embed",
     "evaluate",
     "get_architecture",
     "get_method",
@@ -41,6 +42,7 @@ __all__ = [
     "mia_efficacy",
     "partial_pgd",
     "register",
+    "register_architecture",
     "save_checkpoint",
     "train_model",
     "unlearn",
