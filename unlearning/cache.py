@@ -98,6 +98,9 @@ class FeatureCache:
         table = self._load(key)
         out, dirty = [], False
         for split in splits:
+            if len(split) == 0:
+                out.append(predict(lower, split.x, device))
+                continue
             sums = _checksums(split.x)
             rows = torch.tensor(
                 [table.index.get(i, -1) if table else -1 for i in split.ids], dtype=torch.long

@@ -103,9 +103,7 @@ def predict(
         outs = [
             module(x[lo : lo + batch_size].to(device, non_blocking=True))
             for lo in range(0, len(x), batch_size)
-        ]
+        ] or [module(x[:0].to(device))]  # no rows: still the right trailing shape
     finally:
         module.train(was_training)
-    if not outs:
-        return torch.empty(0, device=device)
     return torch.cat(outs)

@@ -53,3 +53,10 @@ def test_changed_sample_content_is_recomputed(
     changed = ul.Split(x, digits.val.y, digits.val.ids)
     cache.features(digits_model, changed)
     assert cache.computed == len(digits.val) + 1
+
+
+def test_empty_splits_have_the_feature_shape(digits: ul.Dataset, digits_model: ul.SplitModel):
+    empty = digits.train.subset(torch.zeros(len(digits.train), dtype=torch.bool))
+    (cached,) = ul.FeatureCache().features(digits_model, empty)
+    (direct,) = ul.embed(digits_model, empty)
+    assert cached.shape == direct.shape == (0, digits_model.head.in_features)
