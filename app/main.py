@@ -13,6 +13,7 @@ from app.callbacks.router import webhooks_router
 from app.core.config import Settings, get_settings
 from app.core.db import Dispatcher, make_engine, make_session_factory
 from app.core.errors import install_error_handlers
+from app.core.json_body import JsonBodyGuard
 from app.core.openapi import install_openapi
 from app.erasure_requests.router import router as requests_router
 from app.health.router import router as health_router
@@ -71,6 +72,7 @@ def create_app(
     app.state.dispatcher = dispatcher or NoDispatcher()
     install_error_handlers(app)
     app.state.metrics = Metrics(app.state.session_factory)
+    app.add_middleware(JsonBodyGuard)
     app.add_middleware(
         IdempotencyMiddleware,
         session_factory=app.state.session_factory,

@@ -121,7 +121,11 @@ def list_webhook_deliveries(
     return DeliveryList(items=[_delivery(d, a) for d, a in rows])
 
 
-@router.get("/deliveries", response_model=DeliveryList)
+@router.get(
+    "/deliveries",
+    response_model=DeliveryList,
+    responses={404: {"description": "no erasure request `request_id` (visible to this key)"}},
+)
 def list_request_deliveries(
     request_id: UUID,
     session: SessionDep,

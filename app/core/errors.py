@@ -11,6 +11,7 @@
     ├── RangeNotSatisfiable (416)
     ├── Unprocessable (422)
     │   └── UnknownSamples (422, lists the ids)
+    │   (a value the database refuses, sqlalchemy's DataError, is answered 422 too)
     └── ServiceUnavailable (503)
 
 Every problem has a stable `type` URI under PROBLEM_BASE, a `title`, a `detail`
@@ -25,11 +26,13 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DataError, OperationalError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 PROBLEM_BASE = "https://lethe.dev/problems/"
 PROBLEM_JSON = "application/problem+json"
+# what FastAPI says when a body is not decodable at all (e.g. not UTF-8)
+_UNPARSEABLE_BODY = "There was an error parsing the body"
 
 log = logging.getLogger("lethe.errors")
 
@@ -135,10 +138,29 @@ def install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and exc.detail == _UNPARSEABLE_BODY:
+            return problem_response(
+                BadRequest("the request body could not be decoded: send UTF-8 encoded JSON"),
+                request,
+            )
         err = LetheError(str(exc.detail), headers=dict(exc.headers or {}))
         err.status = exc.status_code
-        err.type = {404: "not-found", 405: "method-not-allowed"}.get(exc.status_code, "http-error")
+        err.type = {400: "bad-request", 404: "not-found", 405: "method-not-allowed"}.get(
+            exc.status_code, "http-error"
+        )
         err.title = str(exc.detail)
+        return problem_response(err, request)
+
+    @app.exception_handler(DataError)
+    async def _bad_value(request: Request, exc: DataError) -> JSONResponse:
+        # The transaction was rolled back: a value from the request (text with a NUL
+        # character, a number beyond the column's range) reached the database, which refused it.
+        log.warning("database refused a value: %s", str(exc.orig).splitlines()[0])
+        err = Unprocessable(
+            "a value in the request cannot be stored or looked up: text must not contain NUL "
+            "(\\u0000) characters and numbers must be in range; nothing was changed"
+        )
+        err.type = "invalid-value"
         return problem_response(err, request)
 
     @app.exception_handler(OperationalError)

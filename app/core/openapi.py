@@ -2,8 +2,10 @@
 
 Errors are added from what a route is: authenticated routes can answer 401 and 403, routes
 with parameters or a body 422 (validation problems with JSON pointers), routes with path
-parameters 404, POSTs that take an `Idempotency-Key` 409 and 422, uploads and bodies 413.
-FastAPI's own `HTTPValidationError` is replaced by the `Problem` schema actually served.
+parameters 404, POSTs that take an `Idempotency-Key` 400, 409 and 422, uploads and bodies
+400 (not decodable) and 413. FastAPI's own `HTTPValidationError` is replaced by the `Problem`
+schema actually served. A route that declares its own error model for a code (OpenDSR's
+error shape) keeps it, listed beside the Problem that middleware may answer with.
 """
 
 from __future__ import annotations
@@ -40,7 +42,8 @@ PROBLEM_SCHEMA: dict[str, Any] = {
 }
 
 DESCRIPTIONS = {
-    "400": "Bad request (e.g. a cursor this API did not issue)",
+    "400": "Bad request: a body that is not UTF-8 JSON, a malformed Idempotency-Key, "
+    "or a cursor this API did not issue",
     "401": "Missing, unknown or revoked API key",
     "403": "The key lacks the scope, or may not act on this model",
     "404": "Not found",
@@ -85,6 +88,8 @@ def _codes(path: str, route: APIRoute, method: str) -> list[str]:
         codes += ["422"]
     if method in ("POST", "PUT", "PATCH", "DELETE"):
         codes += ["409", "413"]
+    if route.dependant.body_params or method in ("POST", "PATCH"):
+        codes += ["400"]
     if any(p.name == "cursor" for p in route.dependant.query_params):
         codes += ["400"]
     return sorted(set(codes))
@@ -114,15 +119,21 @@ def install_openapi(app: FastAPI) -> None:
                 if op is None:
                     continue
                 responses = op.setdefault("responses", {})
+                own = {  # error codes the route answers with a model of its own
+                    str(code)
+                    for code, declared in route.responses.items()
+                    if str(code)[0] in "45" and "model" in declared
+                }
                 for code in _codes(path, route, method):
                     existing = responses.get(code, {})
                     responses[code] = {
                         "description": existing.get("description") or DESCRIPTIONS[code],
-                        "content": problem,
+                        "content": existing.get("content", {}),
                     }
                 for code, response in responses.items():
-                    if code[0] in "45":  # whatever a route declared, errors are problems
-                        response["content"] = problem
+                    if code[0] in "45":  # errors are problems, beside a route's own model
+                        kept = response.get("content", {}) if code in own else {}
+                        response["content"] = {**kept, **problem}
                 scope = scope_of(route)
                 if scope is not None:
                     op.setdefault("security", [{"HTTPBearer": []}, {"APIKeyHeader": []}])

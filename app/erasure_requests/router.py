@@ -67,7 +67,11 @@ def get_request_samples(request_id: UUID, session: SessionDep, client: Reader) -
     return service.sample_ids_of(session=session, request_id=req.id)
 
 
-@router.get("", response_model=ErasureRequestList)
+@router.get(
+    "",
+    response_model=ErasureRequestList,
+    responses={404: {"description": "no model with the name given in `model`"}},
+)
 def list_requests(
     session: SessionDep,
     client: Reader,

@@ -15,6 +15,7 @@ from app.core.errors import Forbidden, RangeNotSatisfiable
 from app.models import registration, service
 from app.models.models import Model, ModelVersion, TrainingSample
 from app.models.schemas import (
+    MAX_VERSION,
     AliasHistory,
     AliasMoveRead,
     AliasRead,
@@ -39,6 +40,7 @@ def _model(session: SessionDep, name: str, client: Reader) -> Model:
 ModelDep = Annotated[Model, Depends(_model)]
 Writer = Annotated[Client, Depends(require("models:write"))]
 ALIAS_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,63}$"
+VersionNumber = Annotated[int, Path(ge=1, le=MAX_VERSION, description="version number")]
 
 
 def _writable_model(session: SessionDep, name: str, client: Writer) -> Model:
@@ -170,7 +172,7 @@ def list_versions(session: SessionDep, model: ModelDep) -> VersionList:
 
 
 @router.get("/{name}/versions/{number}", response_model=VersionRead)
-def get_version(number: int, session: SessionDep, model: ModelDep) -> VersionRead:
+def get_version(number: VersionNumber, session: SessionDep, model: ModelDep) -> VersionRead:
     """One version's manifest, including the sample ids it erased."""
     v = service.get_version(session=session, model=model, number=number)
     erased = list(
@@ -256,7 +258,7 @@ def _parse_range(header: str, size: int) -> tuple[int, int] | None:
     },
 )
 def download_checkpoint(
-    number: int,
+    number: VersionNumber,
     request: Request,
     session: SessionDep,
     model: ModelDep,

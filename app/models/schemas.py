@@ -5,6 +5,9 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+MAX_VERSION = 2**31 - 1
+"""Version numbers are 32-bit integers in the database; larger ones are refused with 422."""
+
 
 class ModelRead(BaseModel):
     model_config = ConfigDict(from_attributes=True)
@@ -56,7 +59,7 @@ class AliasRead(BaseModel):
 
 class AliasUpdate(BaseModel):
     model_config = ConfigDict(extra="forbid", json_schema_extra={"examples": [{"version": 3}]})
-    version: int = Field(ge=1)
+    version: int = Field(ge=1, le=MAX_VERSION)
 
 
 class AliasMoveRead(BaseModel):

@@ -1,0 +1,177 @@
+"""schemathesis against the app's own /openapi.json, on PostgreSQL, with a valid admin key.
+
+Every operation is fuzzed in schemathesis's positive mode (data that fits the schema) and
+negative mode (data that violates it), each twice when the path has parameters: once with
+generated values (mostly unknown ids: the 404/422 paths) and once pinned to real ones
+(`digits-cnn`, version 1, `production`, a stored request and its job), so the success
+responses are checked against their schemas too. Nothing is excluded: the multipart model
+upload gets generated form fields and bytes, which must be refused cleanly.
+
+Checks, all on every case:
+- `not_a_server_error`: no 5xx (an exception raised through the ASGI app counts too);
+- `status_code_conformance`, `content_type_conformance`, `response_schema_conformance`:
+  the status is documented, the media type is the one documented for it, the body fits;
+- `negative_data_rejection`: data that violates the schema is refused with a 4xx;
+- `ignored_auth`: an operation that answered 2xx refuses the same call without the key;
+- `unsupported_method`: a method the path does not document gets 405.
+Left out: `positive_data_acceptance` (schema-valid data names models and ids that do not
+exist, which the API rightly refuses), `max_response_time` (timings belong in
+BENCHMARKS.md, not in a CI assertion), `response_headers_conformance` and
+`missing_required_header` (no response headers or required header parameters are
+documented, so they check nothing), and the stateful checks (`use_after_free`,
+`ensure_resource_availability`), which need link-driven stateful runs.
+
+Failures are collected per operation (first of each kind) and reported together, so one
+run lists everything to fix. The number of generated cases is printed; BENCHMARKS.md
+records it with the command (section "Hostile input (schemathesis)").
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import hypothesis
+import pytest
+import schemathesis
+from fastapi.testclient import TestClient
+from schemathesis import GenerationMode
+from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import (
+    content_type_conformance,
+    ignored_auth,
+    negative_data_rejection,
+    response_schema_conformance,
+    status_code_conformance,
+    unsupported_method,
+)
+
+from tests.conftest import create_key, make_settings
+from tests.helpers import erasure_body, training_ids
+
+pytestmark = pytest.mark.postgres
+
+CHECKS = [
+    not_a_server_error,
+    status_code_conformance,
+    content_type_conformance,
+    response_schema_conformance,
+    negative_data_rejection,
+    ignored_auth,
+    unsupported_method,
+]
+EXAMPLES = 15  # per operation, mode and path-parameter variant: ~1,500 cases, ~40 s on 2 cores
+SETTINGS = hypothesis.settings(
+    max_examples=EXAMPLES,
+    derandomize=True,  # the same cases on every CI run
+    database=None,
+    deadline=None,
+    phases=[hypothesis.Phase.explicit, hypothesis.Phase.generate],
+    suppress_health_check=list(hypothesis.HealthCheck),
+)
+
+
+@dataclass
+class Target:
+    app: Any
+    headers: dict[str, str]
+    real: dict[str, Any]
+
+
+@pytest.fixture
+def target(postgres_url: str, tmp_path: Path, demo_artifacts: Any) -> Iterator[Target]:
+    """The API on PostgreSQL with the demo model, one stored request, and an admin key."""
+    from app.main import create_app
+    from workers.demo import seed_demo
+    from workers.runtime import build_runtime
+
+    rt = build_runtime(make_settings(tmp_path, postgres_url))
+    seed_demo(rt, artifacts=demo_artifacts)
+
+    class Recorder:
+        def __init__(self) -> None:
+            self.sent: list[str] = []
+
+        def dispatch(self, job_id: str) -> None:
+            self.sent.append(job_id)
+
+    recorder = Recorder()
+    app = create_app(
+        rt.settings, dispatcher=recorder, session_factory=rt.session_factory, store=rt.store
+    )
+    headers = {"Authorization": f"Bearer {create_key(rt, ['admin'])}"}
+    with TestClient(app) as client:
+        resp = client.post(
+            "/v1/erasure-requests", json=erasure_body(training_ids(rt, limit=2)), headers=headers
+        )
+        assert resp.status_code == 202, resp.text
+    real = {
+        "name": "digits-cnn",
+        "number": 1,
+        "alias": "production",
+        "request_id": resp.json()["id"],
+        "subject_request_id": resp.json()["subject_request_id"],
+        "job_id": recorder.sent[0],
+    }
+    yield Target(app, headers, real)
+
+
+def _summary(exc: BaseException) -> str:
+    """The failure kinds and the response, without the (per-case) reproduction command."""
+    text = str(exc)
+    kinds = re.findall(r"- (ST\d+ [^\n]+)", text)
+    return " + ".join(kinds) or f"{exc.__class__.__name__}: {text.splitlines()[0][:200]}"
+
+
+def _fuzz(strategy: Any, headers: dict[str, str], found: dict[str, str]) -> int:
+    """Run the checks on every case of `strategy`; record failures in `found` by kind."""
+    cases = 0
+
+    @hypothesis.given(case=strategy)
+    @SETTINGS
+    def run(case: Any) -> None:
+        nonlocal cases
+        cases += 1
+        try:
+            case.call_and_validate(headers=headers, checks=CHECKS)
+        except (Exception, BaseExceptionGroup) as exc:
+            found.setdefault(_summary(exc), str(exc)[:3000])
+
+    run()
+    return cases
+
+
+def test_every_operation_survives_schemathesis(target: Target) -> None:
+    schema = schemathesis.openapi.from_asgi("/openapi.json", target.app)
+    failures: dict[str, dict[str, str]] = {}
+    cases = operations = 0
+    for result in schema.get_all_operations():
+        operation = result.ok()
+        operations += 1
+        params = {p.name for p in operation.path_parameters}
+        pinned = {k: v for k, v in target.real.items() if k in params}
+        found = failures.setdefault(operation.label, {})
+        for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE):
+            for path_parameters in [None, pinned] if pinned else [None]:
+                strategy = operation.as_strategy(mode, path_parameters=path_parameters)
+                try:
+                    cases += _fuzz(strategy, target.headers, found)
+                except hypothesis.errors.Unsatisfiable:
+                    # negative mode on an operation without parameters or body: no case exists
+                    assert mode is GenerationMode.NEGATIVE and not params, operation.label
+
+    print(f"\nschemathesis: {cases} generated cases over {operations} operations")
+    report = [
+        f"{label}: {key}\n{detail}"
+        for label, found in failures.items()
+        for key, detail in found.items()
+    ]
+    assert not report, "\n\n".join(report)
+    assert operations >= 30 and cases >= 1000
+
+    with TestClient(target.app) as client:
+        chain = client.get("/v1/audit/verify", headers=target.headers)
+    assert chain.status_code == 200 and chain.json()["ok"], chain.text
