@@ -155,5 +155,11 @@ def _evaluate_without_forget(
         logits = torch.cat([model(x.to(device)).cpu() for x in split.x.split(4096)])
         return _acc(logits, split.y)
 
-    return {"UA": None, "RA": acc(data.retain), "TA": acc(data.test), "MIA": None,
-            "probe_UA": None, "VA": acc(data.val)}
+    return {
+        "UA": None,
+        "RA": acc(data.retain),
+        "TA": acc(data.test),
+        "MIA": None,
+        "probe_UA": None,
+        "VA": acc(data.val),
+    }
