@@ -67,30 +67,19 @@ def append(
     if head is None:
         head = AuditHead(id=1, seq=0, hash=GENESIS)
         session.add(head)
-    payload = json.loads(json.dumps(data or {}, default=str))
-    now = utcnow()
-    seq = head.seq + 1
-    digest = event_hash(
-        seq=seq,
-        created_at=now,
-        type=type,
-        actor=actor,
-        subject=subject,
-        data=payload,
-        prev_hash=head.hash,
-    )
-    event = AuditEvent(
-        seq=seq,
-        created_at=now,
-        type=type,
-        actor=actor,
-        subject=subject,
-        data=payload,
-        prev_hash=head.hash,
-        hash=digest,
-    )
+    fields: dict[str, Any] = {
+        "seq": head.seq + 1,
+        "created_at": utcnow(),
+        "type": type,
+        "actor": actor,
+        "subject": subject,
+        "data": json.loads(json.dumps(data or {}, default=str)),
+        "prev_hash": head.hash,
+    }
+    digest = event_hash(**fields)
+    event = AuditEvent(**fields, hash=digest)
     session.add(event)
-    head.seq, head.hash = seq, digest
+    head.seq, head.hash = fields["seq"], digest
     session.flush()
     return event
 

@@ -45,12 +45,14 @@ def upgrade() -> None:
         batch_op.create_index(batch_op.f('ix_audit_events_subject'), ['subject'], unique=False)
         batch_op.create_index(batch_op.f('ix_audit_events_type'), ['type'], unique=False)
 
-    op.create_table('audit_head',
+    audit_head = op.create_table('audit_head',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('seq', sa.BigInteger(), nullable=False),
     sa.Column('hash', sa.String(length=64), nullable=False),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_audit_head'))
     )
+    # the chain's tip exists from the start, so the first appenders lock a row, not a gap
+    op.bulk_insert(audit_head, [{"id": 1, "seq": 0, "hash": "0" * 64}])
     op.create_table('models',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('name', sa.String(length=128), nullable=False),
