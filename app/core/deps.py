@@ -38,6 +38,7 @@ _header = APIKeyHeader(name="X-API-Key", auto_error=False, description="or `X-AP
 
 def _client(
     request: Request,
+    session: SessionDep,
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     header: Annotated[str | None, Depends(_header)],
 ) -> Client:
@@ -47,10 +48,14 @@ def _client(
             "send an API key as `Authorization: Bearer <key>` or `X-API-Key`",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    # A short transaction of its own: on SQLite every transaction takes the write lock, so
-    # the request's transaction must not start before the route needs it.
-    with request.app.state.session_factory() as session:
-        client = authenticate(session=session, token=token)
+    if session.get_bind().dialect.name == "sqlite":
+        # On SQLite every transaction takes the write lock (BEGIN IMMEDIATE): check the key
+        # in a short transaction of its own, so the request's starts only when needed.
+        with request.app.state.session_factory() as own:
+            client = authenticate(session=own, token=token)
+    else:
+        client = authenticate(session=session, token=token)  # the request's transaction
+
     if client is None:
         raise Unauthorized(
             "the API key is unknown or revoked", headers={"WWW-Authenticate": "Bearer"}

@@ -7,8 +7,10 @@ import binascii
 import json
 import uuid
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy import select, tuple_
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -89,6 +91,28 @@ def _original(
     return existing
 
 
+def _insert_unless_duplicate(session: Session, values: dict[str, Any]) -> ErasureRequest | None:
+    """INSERT the request unless its subject_request_id exists (one round trip, no
+    savepoint); None when it does."""
+    dialect = session.get_bind().dialect.name
+    if dialect in ("postgresql", "sqlite"):
+        module = postgresql if dialect == "postgresql" else sqlite
+        stmt = (
+            module.insert(ErasureRequest)
+            .values(**values)
+            .on_conflict_do_nothing(index_elements=["subject_request_id"])
+            .returning(ErasureRequest)
+        )
+        return session.scalars(stmt).one_or_none()
+    req = ErasureRequest(**values)
+    try:
+        with session.begin_nested():
+            session.add(req)
+    except IntegrityError:
+        return None
+    return req
+
+
 def submit(
     *, session: Session, body: ErasureRequestCreate, client: Client, settings: Settings
 ) -> tuple[ErasureRequest, bool]:
@@ -107,32 +131,28 @@ def submit(
     srid = str(body.subject_request_id)
     sample_ids = _resolve_samples(session, model, body, settings)
     now = utcnow()
-    req = ErasureRequest(
-        id=str(uuid.uuid4()),
-        subject_request_id=srid,
-        model_id=model.id,
-        regulation=body.regulation,
-        status=RequestStatus.received,
-        submitted_time=body.submitted_time,
-        received_at=now,
-        due_at=add_months(now, 1),
-        updated_at=now,
-        sample_count=len(sample_ids),
-        callback_urls=urls,
-        client=client.name,
-    )
-    # A repeated subject_request_id (a retry, or a concurrent duplicate) hits the unique
-    # constraint; the savepoint keeps the transaction usable to answer with the original.
-    try:
-        with session.begin_nested():  # a concurrent duplicate may win the unique constraint
-            session.add(req)
-            session.flush()
-    except IntegrityError:
+    values = {
+        "id": str(uuid.uuid4()),
+        "subject_request_id": srid,
+        "model_id": model.id,
+        "regulation": body.regulation,
+        "status": RequestStatus.received,
+        "submitted_time": body.submitted_time,
+        "received_at": now,
+        "due_at": add_months(now, 1),
+        "updated_at": now,
+        "sample_count": len(sample_ids),
+        "callback_urls": urls,
+        "client": client.name,
+        "attempts": 0,
+    }
+    req = _insert_unless_duplicate(session, values)
+    if req is None:  # a repeated subject_request_id: a retry, or a concurrent duplicate
         raced = session.scalar(
             select(ErasureRequest).where(ErasureRequest.subject_request_id == srid)
         )
         if raced is None:
-            raise
+            raise Conflict(f"subject_request_id {srid} is being submitted concurrently; retry")
         return _original(session, raced, model, sample_ids), False
     bulk_insert(
         session,

@@ -71,18 +71,18 @@ def schedule_model(
     moved: list[str] = []
     if ready:
         # ORM-enabled UPDATE: objects of these requests in the session see the new status
-        moved = list(
-            session.scalars(
-                update(ErasureRequest)
-                .where(
-                    ErasureRequest.model_id == model_id,
-                    ErasureRequest.status == RequestStatus.received,
-                )
-                .values(status=RequestStatus.queued, updated_at=now)
-                .returning(ErasureRequest.id)
+        rows = session.execute(
+            update(ErasureRequest)
+            .where(
+                ErasureRequest.model_id == model_id,
+                ErasureRequest.status == RequestStatus.received,
             )
-        )
-        callbacks.request_status_changed(session=session, request_ids=moved)
+            .values(status=RequestStatus.queued, updated_at=now)
+            .returning(ErasureRequest.id, ErasureRequest.callback_urls)
+        ).all()
+        moved = [rid for rid, _ in rows]
+        with_targets = [rid for rid, urls in rows if urls]
+        callbacks.request_status_changed(session=session, request_ids=with_targets)
     if active_job(session=session, model_id=model_id) is not None:
         return None
     waiting = len(moved) or session.scalar(
