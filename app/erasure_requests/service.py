@@ -162,6 +162,8 @@ def submit(
     )
     if urls:
         callbacks.request_status_changed(session=session, request_ids=[req.id])
+    jobs_service.schedule_model(session=session, model_id=model.id, settings=settings, now=now)
+    # Last, so the audit chain's head row stays locked only until the commit that follows.
     audit.append(
         session=session,
         type="request.received",
@@ -175,7 +177,6 @@ def submit(
             "by_subject": body.subject_identities is not None,
         },
     )
-    jobs_service.schedule_model(session=session, model_id=model.id, settings=settings, now=now)
     return req, True
 
 
