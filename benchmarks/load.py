@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import random
@@ -213,6 +214,19 @@ def summarize(results: list[Result], elapsed: float, **extra: Any) -> dict[str, 
     }
 
 
+def drain(base: str, pause: float = 3.0) -> None:
+    """Let the server finish what an overload step left queued before the next step."""
+    time.sleep(pause)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        start = time.perf_counter()
+        with contextlib.suppress(httpx.HTTPError):
+            httpx.get(base + "/healthz", timeout=10)
+        if time.perf_counter() - start < 0.05:
+            return
+        time.sleep(1)
+
+
 def spread(values: list[float]) -> dict[str, float]:
     return {
         "median": round(statistics.median(values), 1),
@@ -286,14 +300,15 @@ def load_phase(args: argparse.Namespace, report: dict[str, Any]) -> None:
             for name, (url, post, get) in targets.items():
                 asyncio.run(open_loop(url, post, 20, 2))  # warm-up and data for GETs
                 for op, call in (("POST", post), ("GET", get)):
-                    fixed = [
-                        asyncio.run(open_loop(url, call, rate, args.duration))
-                        for rate in args.rates
-                    ]
-                    sat = [
-                        asyncio.run(closed_loop(url, call, args.concurrency, args.duration))
-                        for _ in range(args.runs)
-                    ]
+                    fixed, sat = [], []
+                    for rate in args.rates:
+                        fixed.append(asyncio.run(open_loop(url, call, rate, args.duration)))
+                        drain(url)
+                    for _ in range(args.runs):
+                        sat.append(
+                            asyncio.run(closed_loop(url, call, args.concurrency, args.duration))
+                        )
+                        drain(url)
                     report["load"][f"{name} {op}"] = {
                         "fixed_rate": fixed,
                         "saturation_runs": sat,

@@ -136,7 +136,9 @@ def submit(
         "subject_request_id": srid,
         "model_id": model.id,
         "regulation": body.regulation,
-        "status": RequestStatus.received,
+        # Without a batching window a request is batched the moment it is stored: no
+        # received->queued UPDATE (whose dead index entries would slow every later submit).
+        "status": RequestStatus.queued if settings.batch_window_s == 0 else RequestStatus.received,
         "submitted_time": body.submitted_time,
         "received_at": now,
         "due_at": add_months(now, 1),

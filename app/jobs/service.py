@@ -59,7 +59,7 @@ def schedule_model(
     """Batch the model's received requests (once the window has passed) and make sure a job
     exists for its queued ones. Returns the job created, if any."""
     now = now or utcnow()
-    ready = True
+    ready = True  # without a window requests are stored `queued`; only stragglers move here
     if settings.batch_window_s > 0:
         oldest = session.scalar(
             select(func.min(ErasureRequest.received_at)).where(
