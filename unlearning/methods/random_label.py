@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 
 import torch
@@ -36,6 +37,20 @@ def random_label(
     hooks: Hooks,
     cache: FeatureCache | None,
 ) -> UnlearnResult:
+    train_relabelled(model, data, cfg, device=device, hooks=hooks)
+    return UnlearnResult(model, "random-label", asdict(cfg), 0.0, ())
+
+
+def train_relabelled(
+    model: SplitModel,
+    data: UnlearnData,
+    cfg: RandomLabelConfig,
+    *,
+    device: torch.device,
+    hooks: Hooks,
+    after_backward: Callable[[], None] | None = None,
+) -> None:
+    """Train on retain plus the forget set under random wrong labels (SalUn adds a mask)."""
     labels = wrong_labels(data.forget.y, data.num_classes, torch.Generator().manual_seed(cfg.seed))
 
     def loss(
@@ -59,5 +74,5 @@ def random_label(
         hooks=hooks,
         with_forget=True,
         forget_labels=labels,
+        after_backward=after_backward,
     )
-    return UnlearnResult(model, "random-label", asdict(cfg), 0.0, ())

@@ -14,21 +14,18 @@ import torch.nn.functional as F
 from ..architectures import SplitModel
 from ..cache import FeatureCache
 from ..types import Hooks, UnlearnData, UnlearnResult
-from .full import train_full, wrong_labels
+from .random_label import RandomLabelConfig, train_relabelled
 from .registry import register
 
 __all__ = ["SalUnConfig", "salun"]
 
 
 @dataclass(frozen=True)
-class SalUnConfig:
+class SalUnConfig(RandomLabelConfig):
+    """Random-label's settings plus the mask's sparsity."""
+
     sparsity: float = 0.5
     """Share of weights frozen (those with the smallest forget-gradient magnitude)."""
-    epochs: int = 3
-    lr: float = 3e-4
-    optimizer: str = "adamw"
-    batch_size: int = 128
-    seed: int = 0
 
 
 @register("salun", SalUnConfig)
@@ -64,29 +61,5 @@ def salun(
             if p.grad is not None:
                 p.grad.mul_(m)
 
-    labels = wrong_labels(data.forget.y, data.num_classes, torch.Generator().manual_seed(cfg.seed))
-
-    def loss(
-        xr: torch.Tensor, yr: torch.Tensor, xf_b: torch.Tensor | None, yf_b: torch.Tensor | None
-    ) -> torch.Tensor:
-        if xf_b is None or yf_b is None:
-            return F.cross_entropy(model(xr), yr)
-        # One batch of retain and relabelled forget samples, each sample weighted equally.
-        return F.cross_entropy(model(torch.cat([xr, xf_b])), torch.cat([yr, yf_b]))
-
-    train_full(
-        model,
-        data,
-        loss=loss,
-        epochs=cfg.epochs,
-        lr=cfg.lr,
-        optimizer=cfg.optimizer,
-        batch_size=cfg.batch_size,
-        seed=cfg.seed,
-        device=device,
-        hooks=hooks,
-        with_forget=True,
-        forget_labels=labels,
-        after_backward=apply_mask,
-    )
+    train_relabelled(model, data, cfg, device=device, hooks=hooks, after_backward=apply_mask)
     return UnlearnResult(model, "salun", asdict(cfg), 0.0, ())
