@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from typing import Any
 
 from fastapi import FastAPI
 
 from app.audit.router import router as audit_router
+from app.audit.sealer import AuditSealer
 from app.callbacks.router import router as callbacks_router
 from app.callbacks.router import webhooks_router
 from app.core.config import Settings, get_settings
@@ -57,17 +60,32 @@ def create_app(
     lifespan: Any = None,
 ) -> FastAPI:
     settings = settings or get_settings()
+    session_factory = session_factory or make_session_factory(
+        make_engine(settings.resolved_database_url)
+    )
+    sealer = AuditSealer(session_factory, interval_s=settings.audit_seal_interval_s)
+
+    @asynccontextmanager
+    async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+        sealer.start()
+        try:
+            if lifespan is None:
+                yield
+            else:
+                async with lifespan(app):
+                    yield
+        finally:
+            sealer.stop()
+
     app = FastAPI(
         title="Lethe",
         version="0.1.0",
         description="GDPR Art. 17 erasure for trained PyTorch classifiers: requests in, "
         "unlearned and verified model versions out, with a hash-chained audit trail.",
-        lifespan=lifespan,
+        lifespan=_lifespan,
     )
     app.state.settings = settings
-    app.state.session_factory = session_factory or make_session_factory(
-        make_engine(settings.resolved_database_url)
-    )
+    app.state.session_factory = session_factory
     app.state.store = store or open_settings_store(settings)
     app.state.dispatcher = dispatcher or NoDispatcher()
     install_error_handlers(app)

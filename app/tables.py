@@ -1,6 +1,6 @@
 """Every ORM table of the service, imported once so the metadata is complete (Alembic, tests)."""
 
-from app.audit.models import AuditEvent, AuditHead
+from app.audit.models import AuditEvent, AuditHead, AuditPending
 from app.auth.models import ApiKey
 from app.callbacks.models import CallbackAttempt, CallbackDelivery, ModelWebhook
 from app.core.db import Base
@@ -26,6 +26,7 @@ __all__ = [
     "ArchitectureSpec",
     "AuditEvent",
     "AuditHead",
+    "AuditPending",
     "CallbackAttempt",
     "CallbackDelivery",
     "ErasureRequest",

@@ -270,6 +270,7 @@ def audit_verify() -> None:
 
     with _factory()() as session:
         v = audit.verify(session=session)
+        session.commit()  # keep what verify sealed
     _out(
         {
             "ok": v.ok,
@@ -295,6 +296,8 @@ def audit_export(
     count = 0
     try:
         with _factory()() as session:
+            audit.seal(session=session)
+            session.commit()
             while True:
                 rows = audit.list_events(session=session, after=after, limit=1000)
                 if not rows:

@@ -35,6 +35,7 @@ def deliver_callbacks() -> int:
 
 @celery_app.task(name=REAP)
 def reap() -> int:
+    from app.audit.service import seal
     from app.core.db import session_scope
     from app.idempotency.service import purge_expired
     from app.jobs.service import reap as reap_jobs
@@ -42,4 +43,6 @@ def reap() -> int:
     rt = runtime()
     with session_scope(rt.session_factory, rt.dispatcher) as s:
         purge_expired(session=s)
-        return len(reap_jobs(session=s, settings=rt.settings))
+        reaped = reap_jobs(session=s, settings=rt.settings)
+        seal(session=s, wait=False)  # events of workers, even with no API process running
+        return len(reaped)

@@ -24,9 +24,12 @@ def list_events(
     subject: str | None = None,
     limit: Annotated[int, Query(ge=1, le=1000)] = 100,
 ) -> AuditList:
-    """Audit events in chain order, filtered by type or subject; cursor paginated."""
+    """Audit events in chain order, filtered by type or subject; cursor paginated.
+
+    Events committed but not yet sealed are sealed first, so none is missing here."""
     if cursor is not None and not (cursor.isascii() and cursor.isdigit() and len(cursor) < 19):
         raise BadRequest("the cursor is not one this API returned; start without it")
+    service.seal(session=session)
     rows = service.list_events(
         session=session, after=int(cursor or 0), limit=limit + 1, type=type, subject=subject
     )

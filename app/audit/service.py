@@ -1,26 +1,35 @@
-"""The audit chain: every event is a row whose hash covers its content and the previous hash.
+"""The audit trail: every event is a row whose hash covers its content and the previous hash.
 
-Appends lock the single `audit_head` row, so concurrent writers queue up instead of
-forking the chain. `verify` walks the chain from the start and reports the first link
-that does not hold. No personal data goes in: subjects are referenced by request id.
+An event is written in the transaction of the change it records (`append`): it is stored,
+or not, together with that change, and a writer never waits for another. It enters the
+hash chain when it is sealed (`seal`): the sealer locks the single `audit_head` row and
+moves the pending events into `audit_events` in batches, oldest first, so the chain
+cannot fork and the lock is held once per batch, not once per request. Every API process
+runs a sealer (`app.audit.sealer`) that is woken after each commit that stored events;
+readers of the trail seal first, so they see every committed event. `verify` walks the
+chain from the start and reports the first link that does not hold. No personal data
+goes in: subjects are referenced by request id.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import delete, event, func, insert, select
 from sqlalchemy.orm import Session
 
-from app.audit.models import AuditEvent, AuditHead
+from app.audit.models import AuditEvent, AuditHead, AuditPending
 from app.core.db import utcnow
 
 GENESIS = "0" * 64
+STORED = "lethe_audit_stored"
+"""Set on a session whose transaction stored events: its commit wakes the sealers."""
+_wakers: set[Callable[[], None]] = set()
 
 
 def _stamp(ts: datetime) -> str:
@@ -61,27 +70,95 @@ def append(
     actor: str,
     subject: str | None = None,
     data: dict[str, Any] | None = None,
-) -> AuditEvent:
-    """Append one event in the caller's transaction."""
-    head = session.scalar(select(AuditHead).where(AuditHead.id == 1).with_for_update())
+) -> None:
+    """Store one event in the caller's transaction; it is sealed into the chain after the
+    commit."""
+    session.add(
+        AuditPending(
+            created_at=utcnow(),
+            type=type,
+            actor=actor,
+            subject=subject,
+            data=json.loads(json.dumps(data or {}, default=str)),
+        )
+    )
+    session.info[STORED] = True
+
+
+def seal(*, session: Session, wait: bool = True, batch: int = 1000) -> int:
+    """Move every committed pending event into the chain, oldest first, in the caller's
+    transaction. Returns how many were sealed.
+
+    With `wait=False` a sealer already at work is not waited for (it seals these too, or
+    the next wake-up does) and 0 is returned.
+    """
+    head = session.scalar(
+        select(AuditHead).where(AuditHead.id == 1).with_for_update(skip_locked=not wait)
+    )
     if head is None:
+        if not wait:
+            return 0
         head = AuditHead(id=1, seq=0, hash=GENESIS)
         session.add(head)
-    fields: dict[str, Any] = {
-        "seq": head.seq + 1,
-        "created_at": utcnow(),
-        "type": type,
-        "actor": actor,
-        "subject": subject,
-        "data": json.loads(json.dumps(data or {}, default=str)),
-        "prev_hash": head.hash,
-    }
-    digest = event_hash(**fields)
-    event = AuditEvent(**fields, hash=digest)
-    session.add(event)
-    head.seq, head.hash = fields["seq"], digest
+    columns = (
+        AuditPending.id,
+        AuditPending.created_at,
+        AuditPending.type,
+        AuditPending.actor,
+        AuditPending.subject,
+        AuditPending.data,
+    )
+    sealed = 0
+    while True:
+        rows = session.execute(select(*columns).order_by(AuditPending.id).limit(batch)).all()
+        if not rows:
+            break
+        events = []
+        for row in rows:
+            fields: dict[str, Any] = {
+                "seq": head.seq + 1,
+                "created_at": row.created_at,
+                "type": row.type,
+                "actor": row.actor,
+                "subject": row.subject,
+                "data": row.data,
+                "prev_hash": head.hash,
+            }
+            digest = event_hash(**fields)
+            events.append({**fields, "hash": digest})
+            head.seq, head.hash = fields["seq"], digest
+        session.execute(insert(AuditEvent), events)
+        session.execute(
+            delete(AuditPending)
+            .where(AuditPending.id.in_([row.id for row in rows]))
+            .execution_options(synchronize_session=False)
+        )
+        sealed += len(rows)
+        if len(rows) < batch:
+            break
     session.flush()
-    return event
+    return sealed
+
+
+def add_waker(wake: Callable[[], None]) -> None:
+    """Call `wake` after every commit that stored audit events (a sealer's trigger)."""
+    _wakers.add(wake)
+
+
+def remove_waker(wake: Callable[[], None]) -> None:
+    _wakers.discard(wake)
+
+
+@event.listens_for(Session, "after_commit")
+def _wake_sealers(session: Session) -> None:
+    if session.info.pop(STORED, False):
+        for wake in list(_wakers):
+            wake()
+
+
+@event.listens_for(Session, "after_rollback")
+def _nothing_stored(session: Session) -> None:
+    session.info.pop(STORED, None)
 
 
 @dataclass(frozen=True)
@@ -111,6 +188,8 @@ def _walk(session: Session, batch: int = 1000) -> Iterator[AuditEvent]:
 
 
 def verify(*, session: Session) -> Verification:
+    """Seal what is pending, then check every link of the chain and its head."""
+    seal(session=session)
     prev, expected_seq, checked = GENESIS, 1, 0
     for ev in _walk(session):
         if ev.seq != expected_seq:
@@ -150,3 +229,8 @@ def list_events(
     if subject:
         q = q.where(AuditEvent.subject == subject)
     return list(session.scalars(q.order_by(AuditEvent.seq).limit(limit)))
+
+
+def pending_count(*, session: Session) -> int:
+    """Committed events not sealed yet (normally 0 within a second)."""
+    return session.scalar(select(func.count()).select_from(AuditPending)) or 0

@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     heartbeat_interval_s: float = Field(5.0, gt=0)
     heartbeat_timeout_s: float = Field(60.0, gt=0)
     reaper_interval_s: float = Field(10.0, gt=0)
+    audit_seal_interval_s: float = Field(1.0, gt=0)
+    """Each API process seals pending audit events after every commit that stored some,
+    and at least this often (events written by workers and the CLI)."""
     visibility_timeout_s: int = Field(7200, ge=60)
     """Redis redelivers an unacknowledged job after this; longer than any job may run."""
 

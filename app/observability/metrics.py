@@ -13,6 +13,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.audit.service import pending_count
 from app.core.db import utcnow
 from app.erasure_requests.models import FINAL_STATUSES, ErasureRequest, RequestStatus
 from app.jobs.models import Job, JobStatus
@@ -49,6 +50,7 @@ class DomainCollector(Collector):
                     Job.finished_at.is_not(None),
                 )
             ).all()
+            audit_pending = pending_count(session=s)
         g = GaugeMetricFamily(
             "lethe_erasure_requests", "Erasure requests by status", labels=["status"]
         )
@@ -76,6 +78,11 @@ class DomainCollector(Collector):
             "lethe_queue_depth",
             "Requests waiting for a worker (received or queued)",
             value=by_status.get(RequestStatus.received, 0) + by_status.get(RequestStatus.queued, 0),
+        )
+        yield GaugeMetricFamily(
+            "lethe_audit_pending_events",
+            "Audit events stored but not yet sealed into the hash chain (alert if it grows)",
+            value=audit_pending,
         )
         h = HistogramMetricFamily(
             "lethe_job_duration_seconds", "Wall time of finished jobs", labels=["status"]

@@ -165,7 +165,7 @@ def test_subject_identities_find_samples_and_are_not_stored(
     from app.core.db import session_scope
 
     with session_scope(seeded.session_factory, None) as s:
-        for table in ("training_samples", "erasure_requests", "audit_events"):
+        for table in ("training_samples", "erasure_requests", "audit_events", "audit_pending"):
             dump = " ".join(str(r) for r in s.execute(text(f"SELECT * FROM {table}")))
             assert subject not in dump, f"raw identity stored in {table}"
 

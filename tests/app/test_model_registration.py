@@ -85,7 +85,7 @@ def test_register_from_npz_with_hashed_subjects(
     from app.models.models import Model
 
     with session_scope(seeded.session_factory, None) as s:
-        for table in ("training_samples", "models", "audit_events"):
+        for table in ("training_samples", "models", "audit_events", "audit_pending"):
             dump = " ".join(str(r) for r in s.execute(text(f"SELECT * FROM {table}")))
             assert "@example.org" not in dump, table
         params = s.query(Model).filter_by(name="uploaded").one().dataset_params

@@ -105,5 +105,25 @@ def test_the_migrated_audit_table_is_append_only(empty_postgres: str) -> None:
     try:
         with engine.connect() as c, pytest.raises(sa.exc.DBAPIError, match="append-only"):
             c.execute(text("DELETE FROM audit_events"))
+        with engine.connect() as c, pytest.raises(sa.exc.DBAPIError, match="never edited"):
+            c.execute(text("UPDATE audit_pending SET actor = 'mallory'"))
     finally:
         engine.dispose()
+
+
+def test_a_downgrade_never_drops_unsealed_audit_events(empty_postgres: str) -> None:
+    from app.audit import service as audit
+    from app.core.db import make_engine, make_session_factory
+
+    upgrade(empty_postgres)
+    factory = make_session_factory(make_engine(empty_postgres))
+    with factory() as s:
+        audit.append(session=s, type="test", actor="a", subject="x")
+        s.commit()
+    with pytest.raises(RuntimeError, match="not sealed yet"):
+        downgrade(empty_postgres, "0003_callbacks_webhooks")
+    with factory() as s:
+        audit.seal(session=s)
+        s.commit()
+    downgrade(empty_postgres, "0003_callbacks_webhooks")
+    assert "audit_pending" not in schema(empty_postgres)["tables"]

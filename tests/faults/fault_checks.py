@@ -151,7 +151,10 @@ def audit_events(rt: Any, type_: str | None = None) -> list[tuple[str, str | Non
     from app.audit.models import AuditEvent
     from app.core.db import session_scope
 
+    from app.audit.service import seal
+
     with session_scope(rt.session_factory, None) as s:
+        seal(session=s)
         q = select(AuditEvent).order_by(AuditEvent.seq)
         if type_ is not None:
             q = q.where(AuditEvent.type == type_)

@@ -1,6 +1,6 @@
 """Hostile request bodies, ids and parameters: each is refused with a problem+json whose
 `detail` (or `errors`) says what to fix, and nothing is stored (erasure_requests,
-erasure_request_samples and audit_events keep their row counts), on SQLite and PostgreSQL.
+erasure_request_samples and the audit trail, sealed or pending, keep their row counts), on SQLite and PostgreSQL.
 
 What is refused, and why:
 - more ids than `max_ids_per_request` (100,000 in one request): 422, "split the request";
@@ -31,7 +31,8 @@ from sqlalchemy import func, select
 
 from tests.helpers import erasure_body, training_ids
 
-TABLES = ("erasure_requests", "erasure_request_samples", "audit_events")
+TABLES = ("erasure_requests", "erasure_request_samples")
+AUDIT = ("audit_events", "audit_pending")  # an event is in one or the other
 JSON = {"Content-Type": "application/json"}
 BAD_UUID = "5f7a2a4e-9c3b-4f0e-8a53-2f1c8d7b9e1"  # one hex digit short
 SRID = '"pointer": "/body/subject_request_id", "detail": "Input should be a valid UUID'
@@ -40,11 +41,13 @@ SRID = '"pointer": "/body/subject_request_id", "detail": "Input should be a vali
 def _counts(rt: Any) -> dict[str, int]:
     from app.core.db import Base, session_scope
 
+    def count(name: str) -> int:
+        return s.scalar(select(func.count()).select_from(Base.metadata.tables[name])) or 0
+
     with session_scope(rt.session_factory, None) as s:
-        return {
-            name: s.scalar(select(func.count()).select_from(Base.metadata.tables[name])) or 0
-            for name in TABLES
-        }
+        counts = {name: count(name) for name in TABLES}
+        counts["audit events"] = sum(count(name) for name in AUDIT)
+        return counts
 
 
 def _body(**changes: Any) -> bytes:

@@ -29,7 +29,10 @@ def _audit_types(rt: Any) -> list[tuple[str, str | None, dict]]:
     from app.audit.models import AuditEvent
     from app.core.db import session_scope
 
+    from app.audit.service import seal
+
     with session_scope(rt.session_factory, None) as s:
+        seal(session=s)
         return [
             (e.type, e.subject, e.data)
             for e in s.scalars(select(AuditEvent).order_by(AuditEvent.seq))
