@@ -158,7 +158,7 @@ def test_connection_dropped_at_commit_answers_503_and_changes_nothing(
     @event.listens_for(rt.session_factory, "before_commit")
     def drop_at_commit(session: Session) -> None:
         # Only the request's own transaction (the one that dispatches jobs) is hit.
-        if armed.is_set() and "lethe_dispatcher" in session.info:
+        if armed.is_set() and session.info.get("lethe_dispatcher") is not None:
             armed.clear()
             pid = session.connection().exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
             killed.append(_terminate_backends(database, pid))
