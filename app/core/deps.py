@@ -2,26 +2,39 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Annotated
 
+import anyio
 from fastapi import Depends, Request
 from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBearer
 from sqlalchemy.orm import Session
+from starlette.concurrency import run_in_threadpool
 
 from app.auth.service import Client, authenticate
 from app.core.config import Settings
-from app.core.db import session_scope
 from app.core.errors import Forbidden, Unauthorized
 
 
-def get_session(request: Request) -> Iterator[Session]:
+async def get_session(request: Request) -> AsyncIterator[Session]:
+    """The request's transaction (as `session_scope`): committed when the endpoint returns,
+    rolled back when it raises. Opening a session does no I/O, so only the commit, or the
+    rollback, takes a trip to the threadpool."""
     state = request.app.state
-    with session_scope(state.session_factory, state.dispatcher) as session:
+    session: Session = state.session_factory()
+    session.info["lethe_dispatcher"] = state.dispatcher
+    try:
         yield session
+        await run_in_threadpool(session.commit)
+    finally:
+        if session.in_transaction():  # not committed: the rollback talks to the database
+            with anyio.CancelScope(shield=True):
+                await run_in_threadpool(session.close)
+        else:
+            session.close()
 
 
-def get_app_settings(request: Request) -> Settings:
+async def get_app_settings(request: Request) -> Settings:
     settings: Settings = request.app.state.settings
     return settings
 
@@ -63,10 +76,10 @@ def _client(
     return client
 
 
-def require(scope: str) -> Callable[..., Client]:
+def require(scope: str) -> Callable[..., Awaitable[Client]]:
     """Dependency: an authenticated client holding `scope` (or `admin`)."""
 
-    def _check(client: Annotated[Client, Depends(_client)]) -> Client:
+    async def _check(client: Annotated[Client, Depends(_client)]) -> Client:
         if not client.has_scope(scope):
             raise Forbidden(f"this API key lacks the `{scope}` scope")
         return client

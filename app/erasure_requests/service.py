@@ -9,7 +9,7 @@ import uuid
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, tuple_
+from sqlalchemy import String, insert, literal, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
@@ -18,7 +18,7 @@ from app.audit import service as audit
 from app.auth.service import Client
 from app.callbacks import service as callbacks
 from app.callbacks import targets
-from app.core.bulk import bulk_insert
+from app.core.bulk import member_of
 from app.core.config import Settings
 from app.core.db import utcnow
 from app.core.deadlines import add_months, days_left
@@ -33,7 +33,7 @@ from app.erasure_requests.models import (
 from app.erasure_requests.schemas import ErasureRequestCreate, ErasureRequestRead
 from app.jobs import service as jobs_service
 from app.models import service as models_service
-from app.models.models import Model
+from app.models.models import Model, TrainingSample
 
 
 def _resolve_samples(
@@ -46,17 +46,7 @@ def _resolve_samples(
                 f"{len(ids)} sample ids exceed the limit of {settings.max_ids_per_request} "
                 "per request; split the request"
             )
-        unknown = models_service.unknown_sample_ids(
-            session=session, model_id=model.id, sample_ids=ids
-        )
-        if unknown:
-            raise UnknownSamples(
-                f"{len(unknown)} sample id(s) are not in the training set of {model.name!r}; "
-                "nothing was stored",
-                unknown_sample_ids=unknown[:1000],
-                unknown_count=len(unknown),
-            )
-        return ids
+        return ids  # checked against the training set as they are linked (_link_samples)
     secret = settings.secret_key.get_secret_value()
     refs = [
         subject_ref(secret, i.identity_type, i.identity_value)
@@ -69,6 +59,34 @@ def _resolve_samples(
             "nothing was stored"
         )
     return ids
+
+
+def _link_samples(session: Session, request_id: str, model: Model, sample_ids: list[str]) -> None:
+    """Link the request to its samples with INSERT ... SELECT from the model's training set:
+    the membership check and the insert in one statement. An id that is not in the
+    training set is not linked, and the whole request is refused (the caller's transaction
+    rolls back: nothing stored)."""
+    conn = session.connection()
+    linked = 0
+    for clause in member_of(session, TrainingSample.sample_id, sample_ids):
+        known = select(literal(request_id, String), TrainingSample.sample_id).where(
+            TrainingSample.model_id == model.id, clause
+        )
+        linked += conn.execute(
+            insert(ErasureRequestSample).from_select(["request_id", "sample_id"], known),
+            execution_options={"preserve_rowcount": True},
+        ).rowcount
+    if linked == len(sample_ids):
+        return
+    unknown = models_service.unknown_sample_ids(
+        session=session, model_id=model.id, sample_ids=sample_ids
+    )
+    raise UnknownSamples(
+        f"{len(unknown)} sample id(s) are not in the training set of {model.name!r}; "
+        "nothing was stored",
+        unknown_sample_ids=unknown[:1000],
+        unknown_count=len(unknown),
+    )
 
 
 def _original(
@@ -156,15 +174,17 @@ def submit(
         if raced is None:
             raise Conflict(f"subject_request_id {srid} is being submitted concurrently; retry")
         return _original(session, raced, model, sample_ids), False
-    bulk_insert(
-        session,
-        ErasureRequestSample.__table__,  # type: ignore[arg-type]
-        ("request_id", "sample_id"),
-        ((req.id, s) for s in sample_ids),
-    )
+    _link_samples(session, req.id, model, sample_ids)
     if urls:
         callbacks.request_status_changed(session=session, request_ids=[req.id])
-    jobs_service.schedule_model(session=session, model_id=model.id, settings=settings, now=now)
+    jobs_service.schedule_model(
+        session=session,
+        model_id=model.id,
+        settings=settings,
+        now=now,
+        # stored `queued` without a window: nothing of this request to move
+        move_received=settings.batch_window_s > 0,
+    )
     # Last, so the audit chain's head row stays locked only until the commit that follows.
     audit.append(
         session=session,

@@ -54,13 +54,20 @@ def active_job(*, session: Session, model_id: int) -> Job | None:
 
 
 def schedule_model(
-    *, session: Session, model_id: int, settings: Settings, now: datetime | None = None
+    *,
+    session: Session,
+    model_id: int,
+    settings: Settings,
+    now: datetime | None = None,
+    move_received: bool = True,
 ) -> Job | None:
     """Batch the model's received requests (once the window has passed) and make sure a job
-    exists for its queued ones. Returns the job created, if any."""
+    exists for its queued ones. Returns the job created, if any. `move_received=False`
+    skips the batching step (a caller that knows no request is waiting in `received`)."""
     now = now or utcnow()
-    ready = True  # without a window requests are stored `queued`; only stragglers move here
-    if settings.batch_window_s > 0:
+    # Without a window requests are stored `queued`; the periodic tick moves stragglers.
+    ready = move_received
+    if ready and settings.batch_window_s > 0:
         oldest = session.scalar(
             select(func.min(ErasureRequest.received_at)).where(
                 ErasureRequest.model_id == model_id,

@@ -32,7 +32,7 @@ def test_the_running_service_seals_events_soon_after_the_commit(
     resp = api_client.post(
         "/v1/erasure-requests", json=erasure_body(training_ids(seeded, limit=2)), headers=admin_headers
     )
-    assert resp.status_code == 202
+    assert resp.status_code == 202, resp.text
     subject = f"request:{resp.json()['id']}"
     wait_until(lambda: _sealed(seeded, subject), timeout=5, what="the event to be sealed")
     assert _sealed(seeded, subject) == ["request.received"]
