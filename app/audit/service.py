@@ -18,9 +18,9 @@ import json
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import delete, event, func, insert, select
+from sqlalchemy import Table, delete, event, func, insert, select
 from sqlalchemy.orm import Session
 
 from app.audit.models import AuditEvent, AuditHead, AuditPending
@@ -63,6 +63,9 @@ def event_hash(
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+_INSERT_PENDING = insert(cast(Table, AuditPending.__table__))
+
+
 def append(
     *,
     session: Session,
@@ -73,14 +76,15 @@ def append(
 ) -> None:
     """Store one event in the caller's transaction; it is sealed into the chain after the
     commit."""
-    session.add(
-        AuditPending(
-            created_at=utcnow(),
-            type=type,
-            actor=actor,
-            subject=subject,
-            data=json.loads(json.dumps(data or {}, default=str)),
-        )
+    session.execute(
+        _INSERT_PENDING,
+        {
+            "created_at": utcnow(),
+            "type": type,
+            "actor": actor,
+            "subject": subject,
+            "data": json.loads(json.dumps(data or {}, default=str)),
+        },
     )
     session.info[STORED] = True
 

@@ -11,7 +11,7 @@ import hmac
 import secrets
 from dataclasses import dataclass
 
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.orm import Session
 
 from app.auth.models import ApiKey
@@ -66,13 +66,25 @@ def create_key(
     return row, f"lethe_{prefix}_{secret}"
 
 
+_KEYS = ApiKey.__table__
+# Built once (its cache key too): every authenticated call runs it.
+_BY_PREFIX = select(
+    _KEYS.c.id,
+    _KEYS.c.name,
+    _KEYS.c.secret_hash,
+    _KEYS.c.scopes,
+    _KEYS.c.models,
+    _KEYS.c.revoked_at,
+).where(_KEYS.c.prefix == bindparam("prefix"))
+
+
 def authenticate(*, session: Session, token: str) -> Client | None:
     """The client a presented key belongs to, or None (unknown, malformed or revoked)."""
     parts = token.split("_", 2)
     if len(parts) != 3 or parts[0] != "lethe":
         return None
     _, prefix, secret = parts
-    row = session.scalar(select(ApiKey).where(ApiKey.prefix == prefix))
+    row = session.execute(_BY_PREFIX, {"prefix": prefix}).one_or_none()
     expected = row.secret_hash if row is not None else _hash("")
     ok = hmac.compare_digest(expected, _hash(secret))
     if row is None or not ok or row.revoked_at is not None:

@@ -4,21 +4,22 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import json
 import uuid
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import String, insert, literal, select, tuple_
+from sqlalchemy import ARRAY, String, Table, any_, bindparam, insert, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.orm import Session
+from sqlalchemy.orm import Session, make_transient_to_detached
+from sqlalchemy.sql import Executable
 
 from app.audit import service as audit
 from app.auth.service import Client
 from app.callbacks import service as callbacks
 from app.callbacks import targets
-from app.core.bulk import member_of
 from app.core.config import Settings
 from app.core.db import utcnow
 from app.core.deadlines import add_months, days_left
@@ -34,10 +35,11 @@ from app.erasure_requests.schemas import ErasureRequestCreate, ErasureRequestRea
 from app.jobs import service as jobs_service
 from app.models import service as models_service
 from app.models.models import Model, TrainingSample
+from app.models.service import ModelRef, model_ref
 
 
 def _resolve_samples(
-    session: Session, model: Model, body: ErasureRequestCreate, settings: Settings
+    session: Session, model: ModelRef, body: ErasureRequestCreate, settings: Settings
 ) -> list[str]:
     if body.sample_ids is not None:
         ids = list(dict.fromkeys(body.sample_ids))
@@ -61,19 +63,54 @@ def _resolve_samples(
     return ids
 
 
-def _link_samples(session: Session, request_id: str, model: Model, sample_ids: list[str]) -> None:
+# The statements of the submit path are built once per dialect, with bind parameters, so
+# SQLAlchemy computes their cache keys once rather than on every request.
+
+
+@functools.cache
+def _insert_request(dialect: str) -> Executable:
+    """INSERT a request unless its subject_request_id exists; RETURNING its id if inserted."""
+    table = ErasureRequest.__table__
+    module = postgresql if dialect == "postgresql" else sqlite
+    return (
+        module.insert(table)
+        .on_conflict_do_nothing(index_elements=["subject_request_id"])
+        .returning(table.c.id)
+    )
+
+
+@functools.cache
+def _link_known(dialect: str) -> Executable:
+    """INSERT ... SELECT the given sample ids that are in the model's training set."""
+    samples = TrainingSample.__table__
+    if dialect == "postgresql":  # one array parameter instead of thousands
+        match = samples.c.sample_id == any_(bindparam("ids", type_=ARRAY(String)))
+    else:
+        match = samples.c.sample_id.in_(bindparam("ids", expanding=True))
+    known = select(bindparam("request_id", type_=String), samples.c.sample_id).where(
+        samples.c.model_id == bindparam("model_id"), match
+    )
+    return insert(cast(Table, ErasureRequestSample.__table__)).from_select(
+        ["request_id", "sample_id"], known
+    )
+
+
+def _link_samples(
+    session: Session, request_id: str, model: ModelRef, sample_ids: list[str]
+) -> None:
     """Link the request to its samples with INSERT ... SELECT from the model's training set:
     the membership check and the insert in one statement. An id that is not in the
     training set is not linked, and the whole request is refused (the caller's transaction
     rolls back: nothing stored)."""
     conn = session.connection()
+    statement = _link_known(conn.dialect.name)
+    step = len(sample_ids) if conn.dialect.name == "postgresql" else 5_000
     linked = 0
-    for clause in member_of(session, TrainingSample.sample_id, sample_ids):
-        known = select(literal(request_id, String), TrainingSample.sample_id).where(
-            TrainingSample.model_id == model.id, clause
-        )
+    for start in range(0, len(sample_ids), step):
+        chunk = sample_ids[start : start + step]
         linked += conn.execute(
-            insert(ErasureRequestSample).from_select(["request_id", "sample_id"], known),
+            statement,
+            {"request_id": request_id, "model_id": model.id, "ids": chunk},
             execution_options={"preserve_rowcount": True},
         ).rowcount
     if linked == len(sample_ids):
@@ -90,7 +127,7 @@ def _link_samples(session: Session, request_id: str, model: Model, sample_ids: l
 
 
 def _original(
-    session: Session, existing: ErasureRequest, model: Model, sample_ids: list[str]
+    session: Session, existing: ErasureRequest, model: ModelRef, sample_ids: list[str]
 ) -> ErasureRequest:
     """A repeated `subject_request_id`: the original if it names the same samples, else 409."""
     same = existing.model_id == model.id and set(sample_ids) == set(
@@ -111,17 +148,16 @@ def _original(
 
 def _insert_unless_duplicate(session: Session, values: dict[str, Any]) -> ErasureRequest | None:
     """INSERT the request unless its subject_request_id exists (one round trip, no
-    savepoint); None when it does."""
-    dialect = session.get_bind().dialect.name
-    if dialect in ("postgresql", "sqlite"):
-        module = postgresql if dialect == "postgresql" else sqlite
-        stmt = (
-            module.insert(ErasureRequest)
-            .values(**values)
-            .on_conflict_do_nothing(index_elements=["subject_request_id"])
-            .returning(ErasureRequest)
-        )
-        return session.scalars(stmt).one_or_none()
+    savepoint); None when it does. `values` holds every column, so the object returned
+    is complete without reading the row back."""
+    conn = session.connection()
+    if conn.dialect.name in ("postgresql", "sqlite"):
+        if conn.execute(_insert_request(conn.dialect.name), values).first() is None:
+            return None
+        req = ErasureRequest(**values)
+        make_transient_to_detached(req)  # persistent once added: later changes are UPDATEs
+        session.add(req)
+        return req
     req = ErasureRequest(**values)
     try:
         with session.begin_nested():
@@ -131,6 +167,18 @@ def _insert_unless_duplicate(session: Session, values: dict[str, Any]) -> Erasur
     return req
 
 
+_UNSET_ON_SUBMIT = (
+    "status_reason",
+    "completed_at",
+    "job_id",
+    "result_version",
+    "extended_at",
+    "extension_months",
+    "extension_reason",
+    "denial_ground",
+)
+
+
 def submit(
     *, session: Session, body: ErasureRequestCreate, client: Client, settings: Settings
 ) -> tuple[ErasureRequest, bool]:
@@ -138,7 +186,7 @@ def submit(
     `subject_request_id` with the same content returns the original with created=False."""
     urls = [str(u) for u in body.status_callback_urls]
     targets.check_targets(urls, settings, pointer="/status_callback_urls")
-    model = session.scalar(select(Model).where(Model.name == body.model))
+    model = model_ref(session=session, name=body.model)
     if model is None:
         raise Unprocessable(
             f"no model named {body.model!r}; GET /v1/models lists them",
@@ -165,6 +213,7 @@ def submit(
         "callback_urls": urls,
         "client": client.name,
         "attempts": 0,
+        **dict.fromkeys(_UNSET_ON_SUBMIT),
     }
     req = _insert_unless_duplicate(session, values)
     if req is None:  # a repeated subject_request_id: a retry, or a concurrent duplicate
@@ -202,15 +251,15 @@ def submit(
     return req, True
 
 
+_BY_ID = select(ErasureRequest).where(ErasureRequest.id == bindparam("id"))
+
+
 def get_request(*, session: Session, request_id: str, client: Client) -> ErasureRequest:
-    row = session.execute(
-        select(ErasureRequest, Model)
-        .join(Model, Model.id == ErasureRequest.model_id)
-        .where(ErasureRequest.id == request_id)
-    ).one_or_none()
-    if row is None:
+    req = session.scalars(_BY_ID, {"id": request_id}).one_or_none()
+    if req is None:
         raise NotFound(f"no erasure request {request_id}")
-    req, model = row
+    model = model_ref(session=session, id=req.model_id)
+    assert model is not None  # a foreign key
     if not client.may_use_model(model.name):
         raise Forbidden(f"this API key may not act on model {model.name!r}")
     return req
@@ -230,8 +279,8 @@ def to_read(
     session: Session, req: ErasureRequest, now: datetime | None = None
 ) -> ErasureRequestRead:
     now = now or utcnow()
-    model = session.get(Model, req.model_id)
-    assert model is not None
+    model = model_ref(session=session, id=req.model_id)
+    assert model is not None  # a foreign key
     open_ = req.status not in FINAL_STATUSES
     return ErasureRequestRead(
         id=uuid.UUID(req.id),

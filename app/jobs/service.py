@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, func, select, update
+from sqlalchemy import CursorResult, bindparam, func, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
@@ -47,6 +47,11 @@ def get_job(*, session: Session, job_id: str) -> Job:
     if job is None:
         raise NotFound(f"no job {job_id}")
     return job
+
+
+_ACTIVE_JOB_ID = select(Job.id).where(
+    Job.model_id == bindparam("model_id"), Job.status.in_(ACTIVE)
+)
 
 
 def active_job(*, session: Session, model_id: int) -> Job | None:
@@ -90,7 +95,7 @@ def schedule_model(
         moved = [rid for rid, _ in rows]
         with_targets = [rid for rid, urls in rows if urls]
         callbacks.request_status_changed(session=session, request_ids=with_targets)
-    if active_job(session=session, model_id=model_id) is not None:
+    if session.scalar(_ACTIVE_JOB_ID, {"model_id": model_id}) is not None:
         return None
     waiting = len(moved) or session.scalar(
         select(func.count())

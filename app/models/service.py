@@ -34,6 +34,35 @@ class SampleRow:
     subject_ref: str | None = None
 
 
+@dataclass(frozen=True)
+class ModelRef:
+    """What the request path needs of a model: its id and name. Models are never renamed
+    or deleted, so these are cached for the life of the process (per database)."""
+
+    id: int
+    name: str
+
+
+_refs: dict[tuple[Any, int | str], ModelRef] = {}
+
+
+def model_ref(
+    *, session: Session, name: str | None = None, id: int | None = None
+) -> ModelRef | None:
+    """The model with this name (or id), from the cache or the database; None if none."""
+    url = session.get_bind().engine.url
+    key: tuple[Any, int | str] = (url, name) if name is not None else (url, id or 0)
+    ref = _refs.get(key)
+    if ref is None:
+        where = Model.name == name if name is not None else Model.id == id
+        row = session.execute(select(Model.id, Model.name).where(where)).one_or_none()
+        if row is None:
+            return None  # not cached: the model may be registered a moment later
+        ref = ModelRef(row.id, row.name)
+        _refs[(url, ref.name)] = _refs[(url, ref.id)] = ref
+    return ref
+
+
 def get_model(*, session: Session, name: str) -> Model:
     model = session.scalar(select(Model).where(Model.name == name))
     if model is None:
