@@ -10,7 +10,7 @@ from typing import Any
 from fastapi import FastAPI
 
 from app.audit.router import router as audit_router
-from app.audit.sealer import AuditSealer
+from app.audit.sealer import audit_sealer
 from app.callbacks.router import router as callbacks_router
 from app.callbacks.router import webhooks_router
 from app.core.config import Settings, get_settings
@@ -22,6 +22,7 @@ from app.erasure_requests.router import router as requests_router
 from app.health.router import router as health_router
 from app.idempotency.middleware import IdempotencyMiddleware
 from app.jobs.router import router as jobs_router
+from app.jobs.scheduler import scheduler
 from app.models.router import router as models_router
 from app.observability.metrics import Metrics
 from app.observability.middleware import BodyLimitMiddleware, RequestContextMiddleware
@@ -63,11 +64,17 @@ def create_app(
     session_factory = session_factory or make_session_factory(
         make_engine(settings.resolved_database_url)
     )
-    sealer = AuditSealer(session_factory, interval_s=settings.audit_seal_interval_s)
+    dispatcher = dispatcher or NoDispatcher()
+    # After a commit, off the request path: jobs for stored requests, sealing of audit events.
+    loops = [
+        scheduler(session_factory, dispatcher, settings),
+        audit_sealer(session_factory, interval_s=settings.audit_seal_interval_s),
+    ]
 
     @asynccontextmanager
     async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
-        sealer.start()
+        for loop in loops:
+            loop.start()
         try:
             if lifespan is None:
                 yield
@@ -75,7 +82,8 @@ def create_app(
                 async with lifespan(app):
                     yield
         finally:
-            sealer.stop()
+            for loop in loops:
+                loop.stop()
 
     app = FastAPI(
         title="Lethe",
@@ -87,7 +95,7 @@ def create_app(
     app.state.settings = settings
     app.state.session_factory = session_factory
     app.state.store = store or open_settings_store(settings)
-    app.state.dispatcher = dispatcher or NoDispatcher()
+    app.state.dispatcher = dispatcher
     install_error_handlers(app)
     app.state.metrics = Metrics(app.state.session_factory)
     app.add_middleware(JsonBodyGuard)

@@ -61,6 +61,17 @@ def wait_for_status(
     raise AssertionError(f"request still {body.get('status')} after {timeout}s")
 
 
+def dispatched_job(client: Any, timeout: float = 10) -> str:
+    """The first job the API's scheduler dispatched (it runs just after the submit's commit)
+    to a client whose recording dispatcher lists them in `client.dispatched`."""
+    deadline = time.monotonic() + timeout
+    while not client.dispatched:
+        if time.monotonic() > deadline:
+            raise AssertionError(f"no job dispatched after {timeout}s")
+        time.sleep(0.02)
+    return str(client.dispatched[0])
+
+
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 

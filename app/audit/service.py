@@ -15,21 +15,21 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, delete, event, func, insert, select
+from sqlalchemy import Table, delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from app.audit.models import AuditEvent, AuditHead, AuditPending
+from app.core.background import Signal
 from app.core.db import utcnow
 
 GENESIS = "0" * 64
-STORED = "lethe_audit_stored"
-"""Set on a session whose transaction stored events: its commit wakes the sealers."""
-_wakers: set[Callable[[], None]] = set()
+STORED = Signal("audit_stored")
+"""Noted by a transaction that stored events: its commit wakes the process's sealer."""
 
 
 def _stamp(ts: datetime) -> str:
@@ -86,7 +86,7 @@ def append(
             "data": json.loads(json.dumps(data or {}, default=str)),
         },
     )
-    session.info[STORED] = True
+    STORED.note(session)
 
 
 def seal(*, session: Session, wait: bool = True, batch: int = 1000) -> int:
@@ -142,27 +142,6 @@ def seal(*, session: Session, wait: bool = True, batch: int = 1000) -> int:
             break
     session.flush()
     return sealed
-
-
-def add_waker(wake: Callable[[], None]) -> None:
-    """Call `wake` after every commit that stored audit events (a sealer's trigger)."""
-    _wakers.add(wake)
-
-
-def remove_waker(wake: Callable[[], None]) -> None:
-    _wakers.discard(wake)
-
-
-@event.listens_for(Session, "after_commit")
-def _wake_sealers(session: Session) -> None:
-    if session.info.pop(STORED, False):
-        for wake in list(_wakers):
-            wake()
-
-
-@event.listens_for(Session, "after_rollback")
-def _nothing_stored(session: Session) -> None:
-    session.info.pop(STORED, None)
 
 
 @dataclass(frozen=True)

@@ -226,14 +226,8 @@ def submit(
     _link_samples(session, req.id, model, sample_ids)
     if urls:
         callbacks.request_status_changed(session=session, request_ids=[req.id])
-    jobs_service.schedule_model(
-        session=session,
-        model_id=model.id,
-        settings=settings,
-        now=now,
-        # stored `queued` without a window: nothing of this request to move
-        move_received=settings.batch_window_s > 0,
-    )
+    # The job is made after the commit, off the request path (app.jobs.scheduler).
+    jobs_service.REQUESTS_STORED.note(session, model.id)
     # Last, so the audit chain's head row stays locked only until the commit that follows.
     audit.append(
         session=session,

@@ -26,6 +26,7 @@ from sqlalchemy.orm import Session
 
 from app.audit import service as audit
 from app.callbacks import service as callbacks
+from app.core.background import Signal
 from app.core.config import Settings
 from app.core.db import dispatch_after_commit, utcnow
 from app.core.errors import NotFound
@@ -49,6 +50,10 @@ def get_job(*, session: Session, job_id: str) -> Job:
     return job
 
 
+REQUESTS_STORED = Signal("requests_stored")
+"""Noted (with the model id) by a transaction that stored requests: after its commit the
+API process's scheduler makes sure the model has a job."""
+
 _ACTIVE_JOB_ID = select(Job.id).where(
     Job.model_id == bindparam("model_id"), Job.status.in_(ACTIVE)
 )
@@ -59,20 +64,13 @@ def active_job(*, session: Session, model_id: int) -> Job | None:
 
 
 def schedule_model(
-    *,
-    session: Session,
-    model_id: int,
-    settings: Settings,
-    now: datetime | None = None,
-    move_received: bool = True,
+    *, session: Session, model_id: int, settings: Settings, now: datetime | None = None
 ) -> Job | None:
     """Batch the model's received requests (once the window has passed) and make sure a job
-    exists for its queued ones. Returns the job created, if any. `move_received=False`
-    skips the batching step (a caller that knows no request is waiting in `received`)."""
+    exists for its queued ones. Returns the job created, if any."""
     now = now or utcnow()
-    # Without a window requests are stored `queued`; the periodic tick moves stragglers.
-    ready = move_received
-    if ready and settings.batch_window_s > 0:
+    ready = True  # without a window requests are stored `queued`; only stragglers move here
+    if settings.batch_window_s > 0:
         oldest = session.scalar(
             select(func.min(ErasureRequest.received_at)).where(
                 ErasureRequest.model_id == model_id,

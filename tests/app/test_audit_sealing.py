@@ -29,9 +29,8 @@ def test_the_running_service_seals_events_soon_after_the_commit(
     from app.audit import service as audit
     from app.core.db import session_scope
 
-    resp = api_client.post(
-        "/v1/erasure-requests", json=erasure_body(training_ids(seeded, limit=2)), headers=admin_headers
-    )
+    body = erasure_body(training_ids(seeded, limit=2))
+    resp = api_client.post("/v1/erasure-requests", json=body, headers=admin_headers)
     assert resp.status_code == 202, resp.text
     subject = f"request:{resp.json()['id']}"
     wait_until(lambda: _sealed(seeded, subject), timeout=5, what="the event to be sealed")

@@ -17,7 +17,7 @@ from typer.testing import CliRunner
 
 from app.core.openapi import api_routes, scope_of
 from tests.conftest import create_key
-from tests.helpers import erasure_body, training_ids
+from tests.helpers import dispatched_job, erasure_body, training_ids
 
 PUBLIC = {
     ("GET", "/healthz"),
@@ -55,7 +55,7 @@ def test_every_route_requires_a_key_with_the_right_scope_and_model(
     values = {
         "name": "digits-cnn",
         "request_id": created["id"],
-        "job_id": api_client.dispatched[0],
+        "job_id": dispatched_job(api_client),
         "subject_request_id": created["subject_request_id"],
         "number": "1",
         "alias": "production",

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.helpers import erasure_body, training_ids
+from tests.helpers import dispatched_job, erasure_body, training_ids
 
 
 @pytest.fixture
@@ -132,6 +132,7 @@ def test_metrics(api_client: Any, seeded: Any, admin_headers: dict[str, str]) ->
         json=erasure_body(training_ids(seeded, limit=1)),
         headers=admin_headers,
     )
+    dispatched_job(api_client)
     api_client.get("/v1/models/nope", headers=admin_headers)
     resp = api_client.get("/metrics")
     assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/plain")

@@ -149,9 +149,8 @@ def jobs(rt: Any) -> list[tuple[str, str, int, str | None]]:
 
 def audit_events(rt: Any, type_: str | None = None) -> list[tuple[str, str | None, dict]]:
     from app.audit.models import AuditEvent
-    from app.core.db import session_scope
-
     from app.audit.service import seal
+    from app.core.db import session_scope
 
     with session_scope(rt.session_factory, None) as s:
         seal(session=s)

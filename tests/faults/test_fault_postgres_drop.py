@@ -164,11 +164,16 @@ def test_connection_dropped_at_commit_answers_503_and_changes_nothing(
             killed.append(_terminate_backends(database, pid))
 
     class Recorder:  # jobs are created but nothing runs them: requests stay cancellable
+        def __init__(self) -> None:
+            self.dispatched: list[str] = []
+
         def dispatch(self, job_id: str) -> None:
-            pass
+            self.dispatched.append(job_id)
+
+    recorder = Recorder()
 
     app = create_app(
-        rt.settings, dispatcher=Recorder(), session_factory=rt.session_factory, store=rt.store
+        rt.settings, dispatcher=recorder, session_factory=rt.session_factory, store=rt.store
     )
     sample_ids = training_ids(rt, limit=6)
     with TestClient(app, raise_server_exceptions=False) as client:
@@ -184,6 +189,8 @@ def test_connection_dropped_at_commit_answers_503_and_changes_nothing(
             "/v1/erasure-requests", json=erasure_body(sample_ids[:3]), headers=headers
         ).json()["id"]
         url = f"/v1/erasure-requests/{accepted}"
+        # The scheduler makes its job just after; only then is the next commit the request's.
+        wait_until(lambda: recorder.dispatched, timeout=10, what="the job to be made")
         dropped("POST", "/v1/erasure-requests", json=erasure_body(sample_ids[3:]))
         dropped("DELETE", url)
         dropped("GET", url)

@@ -20,7 +20,7 @@ from fastapi.testclient import TestClient
 from app.core.openapi import scope_of
 from tests.app.test_auth_matrix import BODIES, PUBLIC, _fill, _operations
 from tests.conftest import create_key
-from tests.helpers import erasure_body, training_ids
+from tests.helpers import dispatched_job, erasure_body, training_ids
 
 HOOK = {"url": "http://127.0.0.1:9/hook", "events": ["version.published"]}
 
@@ -59,7 +59,7 @@ def test_the_right_scope_on_the_right_model_gets_through_on_every_route(
     values = {
         "name": "digits-cnn",
         "request_id": created["id"],
-        "job_id": client.dispatched[0],
+        "job_id": dispatched_job(client),
         "subject_request_id": created["subject_request_id"],
         "webhook_id": hook.json()["id"],
         "number": "1",

@@ -1,6 +1,7 @@
 """Hostile request bodies, ids and parameters: each is refused with a problem+json whose
 `detail` (or `errors`) says what to fix, and nothing is stored (erasure_requests,
-erasure_request_samples and the audit trail, sealed or pending, keep their row counts), on SQLite and PostgreSQL.
+erasure_request_samples and the audit trail, sealed or pending, keep their row counts),
+on SQLite and PostgreSQL.
 
 What is refused, and why:
 - more ids than `max_ids_per_request` (100,000 in one request): 422, "split the request";
@@ -29,7 +30,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from tests.helpers import erasure_body, training_ids
+from tests.helpers import dispatched_job, erasure_body, training_ids
 
 TABLES = ("erasure_requests", "erasure_request_samples")
 AUDIT = ("audit_events", "audit_pending")  # an event is in one or the other
@@ -234,6 +235,7 @@ def test_nul_in_free_text_is_422_not_500_on_postgresql(
         json=erasure_body(training_ids(seeded, limit=1)),
         headers=admin_headers,
     ).json()
+    dispatched_job(api_client)  # its job (and the job's audit event) is made: nothing pending
     before = _counts(seeded)
     for method, path, body in [
         ("POST", "/v1/erasure-requests", erasure_body(["digits-00001"], model="digits\x00cnn")),

@@ -27,9 +27,8 @@ def _job(rt: Any, job_id: str) -> Any:
 
 def _audit_types(rt: Any) -> list[tuple[str, str | None, dict]]:
     from app.audit.models import AuditEvent
-    from app.core.db import session_scope
-
     from app.audit.service import seal
+    from app.core.db import session_scope
 
     with session_scope(rt.session_factory, None) as s:
         seal(session=s)
