@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import Table, delete, func, insert, select
+from sqlalchemy import FromClause, Insert, Table, bindparam, delete, func, insert, select
 from sqlalchemy.orm import Session
 
 from app.audit.models import AuditEvent, AuditHead, AuditPending
@@ -63,7 +63,25 @@ def event_hash(
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
-_INSERT_PENDING = insert(cast(Table, AuditPending.__table__))
+_PENDING = cast(Table, AuditPending.__table__)
+_FIELDS = ("created_at", "type", "actor", "subject", "data")
+# Bind parameters named audit_<field>, so a caller's statement can carry an event too.
+_EVENT = {f: bindparam(f"audit_{f}", type_=_PENDING.c[f].type) for f in _FIELDS}
+_INSERT_PENDING = insert(_PENDING).values(_EVENT)
+
+
+def event_params(
+    *, type: str, actor: str, subject: str | None = None, data: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The bind parameters of one event, for `append` or a statement made with
+    `pending_from`."""
+    return {
+        "audit_created_at": utcnow(),
+        "audit_type": type,
+        "audit_actor": actor,
+        "audit_subject": subject,
+        "audit_data": json.loads(json.dumps(data or {}, default=str)),
+    }
 
 
 def append(
@@ -77,16 +95,18 @@ def append(
     """Store one event in the caller's transaction; it is sealed into the chain after the
     commit."""
     session.execute(
-        _INSERT_PENDING,
-        {
-            "created_at": utcnow(),
-            "type": type,
-            "actor": actor,
-            "subject": subject,
-            "data": json.loads(json.dumps(data or {}, default=str)),
-        },
+        _INSERT_PENDING, event_params(type=type, actor=actor, subject=subject, data=data)
     )
     STORED.note(session)
+
+
+def pending_from(source: FromClause) -> Insert:
+    """An INSERT of one pending event per row of `source` (a CTE of the caller's statement),
+    taking the event from the `event_params` bind parameters: a change and its event in one
+    statement. The caller notes `STORED` on its session once the statement has run."""
+    return insert(_PENDING).from_select(
+        list(_FIELDS), select(*(_EVENT[f] for f in _FIELDS)).select_from(source)
+    )
 
 
 def seal(*, session: Session, wait: bool = True, batch: int = 1000) -> int:

@@ -8,9 +8,9 @@ import functools
 import json
 import uuid
 from datetime import datetime
-from typing import Any, cast
+from typing import Any, NoReturn, cast
 
-from sqlalchemy import ARRAY, String, Table, any_, bindparam, insert, select, tuple_
+from sqlalchemy import ARRAY, String, Table, any_, bindparam, func, insert, select, tuple_
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session, make_transient_to_detached
@@ -113,8 +113,13 @@ def _link_samples(
             {"request_id": request_id, "model_id": model.id, "ids": chunk},
             execution_options={"preserve_rowcount": True},
         ).rowcount
-    if linked == len(sample_ids):
-        return
+    if linked != len(sample_ids):
+        _refuse_unknown(session, model, sample_ids)
+
+
+def _refuse_unknown(session: Session, model: ModelRef, sample_ids: list[str]) -> NoReturn:
+    """Some ids are not in the training set: 422 listing them (the caller's transaction
+    rolls back, so nothing of the request is stored)."""
     unknown = models_service.unknown_sample_ids(
         session=session, model_id=model.id, sample_ids=sample_ids
     )
@@ -146,6 +151,75 @@ def _original(
     return existing
 
 
+@functools.cache
+def _store_pg() -> Executable:
+    """PostgreSQL: the request, the links to those of its samples that are in the training
+    set, and its audit event, in ONE statement (data-modifying CTEs, which all run, on one
+    snapshot). Nothing is inserted when the subject_request_id exists. Returns (inserted,
+    linked)."""
+    requests = cast(Table, ErasureRequest.__table__)
+    samples = TrainingSample.__table__
+    request = (
+        postgresql.insert(requests)
+        .values({c.key: bindparam(c.key, type_=c.type) for c in requests.c})
+        .on_conflict_do_nothing(index_elements=["subject_request_id"])
+        .returning(requests.c.id)
+        .cte("request")
+    )
+    known = (
+        select(request.c.id, samples.c.sample_id)
+        .join_from(request, samples, samples.c.model_id == bindparam("model_id"))
+        .where(samples.c.sample_id == any_(bindparam("ids", type_=ARRAY(String))))
+    )
+    links = cast(Table, ErasureRequestSample.__table__)
+    linked = (
+        insert(links)
+        .from_select(["request_id", "sample_id"], known)
+        .returning(links.c.sample_id)
+        .cte("linked")
+    )
+    event = audit.pending_from(request).cte("event")
+    return select(
+        select(func.count()).select_from(request).scalar_subquery().label("inserted"),
+        select(func.count()).select_from(linked).scalar_subquery().label("linked"),
+    ).add_cte(event)
+
+
+def _store(
+    session: Session,
+    values: dict[str, Any],
+    model: ModelRef,
+    sample_ids: list[str],
+    event: dict[str, Any],
+) -> ErasureRequest | None:
+    """Store the request, link its samples and append its audit event; None, with nothing
+    stored, when its subject_request_id exists. One statement on PostgreSQL."""
+    conn = session.connection()
+    if conn.dialect.name != "postgresql":
+        req = _insert_unless_duplicate(session, values)
+        if req is not None:
+            _link_samples(session, req.id, model, sample_ids)
+            audit.append(session=session, **event)
+        return req
+    params = {**values, "ids": sample_ids, **audit.event_params(**event)}
+    row = conn.execute(_store_pg(), params).one()
+    if not row.inserted:
+        return None
+    if row.linked != len(sample_ids):
+        _refuse_unknown(session, model, sample_ids)
+    audit.STORED.note(session)
+    return _attach(session, values)
+
+
+def _attach(session: Session, values: dict[str, Any]) -> ErasureRequest:
+    """The stored request as a persistent object, from `values` (every column), without
+    reading the row back; later changes to it are UPDATEs."""
+    req = ErasureRequest(**values)
+    make_transient_to_detached(req)
+    session.add(req)
+    return req
+
+
 def _insert_unless_duplicate(session: Session, values: dict[str, Any]) -> ErasureRequest | None:
     """INSERT the request unless its subject_request_id exists (one round trip, no
     savepoint); None when it does. `values` holds every column, so the object returned
@@ -154,10 +228,7 @@ def _insert_unless_duplicate(session: Session, values: dict[str, Any]) -> Erasur
     if conn.dialect.name in ("postgresql", "sqlite"):
         if conn.execute(_insert_request(conn.dialect.name), values).first() is None:
             return None
-        req = ErasureRequest(**values)
-        make_transient_to_detached(req)  # persistent once added: later changes are UPDATEs
-        session.add(req)
-        return req
+        return _attach(session, values)
     req = ErasureRequest(**values)
     try:
         with session.begin_nested():
@@ -197,7 +268,8 @@ def submit(
     srid = str(body.subject_request_id)
     sample_ids = _resolve_samples(session, model, body, settings)
     now = utcnow()
-    values = {
+    due_at = add_months(now, 1)
+    values: dict[str, Any] = {
         "id": str(uuid.uuid4()),
         "subject_request_id": srid,
         "model_id": model.id,
@@ -207,7 +279,7 @@ def submit(
         "status": RequestStatus.queued if settings.batch_window_s == 0 else RequestStatus.received,
         "submitted_time": body.submitted_time,
         "received_at": now,
-        "due_at": add_months(now, 1),
+        "due_at": due_at,
         "updated_at": now,
         "sample_count": len(sample_ids),
         "callback_urls": urls,
@@ -215,7 +287,19 @@ def submit(
         "attempts": 0,
         **dict.fromkeys(_UNSET_ON_SUBMIT),
     }
-    req = _insert_unless_duplicate(session, values)
+    event = {
+        "type": "request.received",
+        "actor": client.actor,
+        "subject": f"request:{values['id']}",
+        "data": {
+            "model": model.name,
+            "samples": len(sample_ids),
+            "regulation": body.regulation,
+            "due_at": due_at.isoformat(),
+            "by_subject": body.subject_identities is not None,
+        },
+    }
+    req = _store(session, values, model, sample_ids, event)
     if req is None:  # a repeated subject_request_id: a retry, or a concurrent duplicate
         raced = session.scalar(
             select(ErasureRequest).where(ErasureRequest.subject_request_id == srid)
@@ -223,25 +307,10 @@ def submit(
         if raced is None:
             raise Conflict(f"subject_request_id {srid} is being submitted concurrently; retry")
         return _original(session, raced, model, sample_ids), False
-    _link_samples(session, req.id, model, sample_ids)
     if urls:
         callbacks.request_status_changed(session=session, request_ids=[req.id])
     # The job is made after the commit, off the request path (app.jobs.scheduler).
     jobs_service.REQUESTS_STORED.note(session, model.id)
-    # Last, so the audit chain's head row stays locked only until the commit that follows.
-    audit.append(
-        session=session,
-        type="request.received",
-        actor=client.actor,
-        subject=f"request:{req.id}",
-        data={
-            "model": model.name,
-            "samples": len(sample_ids),
-            "regulation": body.regulation,
-            "due_at": req.due_at.isoformat(),
-            "by_subject": body.subject_identities is not None,
-        },
-    )
     return req, True
 
 
