@@ -294,33 +294,48 @@ def load_phase(args: argparse.Namespace, report: dict[str, Any]) -> None:
             server(base_cmd, base_env, base_port, "/openapi.json") as ref,
         ):
             targets = {
-                "lethe": (lethe, lethe_post, lethe_get),
-                "baseline": (ref, base_post, base_get),
+                "lethe": (lethe, {"POST": lethe_post, "GET": lethe_get}),
+                "baseline": (ref, {"POST": base_post, "GET": base_get}),
             }
-            for name, (url, post, get) in targets.items():
-                asyncio.run(open_loop(url, post, 20, 2))  # warm-up and data for GETs
-                for op, call in (("POST", post), ("GET", get)):
-                    fixed, sat = [], []
+            for url, calls in targets.values():
+                asyncio.run(open_loop(url, calls["POST"], 20, 2))  # warm-up and data for GETs
+            for op in ("POST", "GET"):
+                fixed: dict[str, list[dict[str, Any]]] = {name: [] for name in targets}
+                sat: dict[str, list[dict[str, Any]]] = {name: [] for name in targets}
+                for name, (url, calls) in targets.items():
                     for rate in args.rates:
-                        fixed.append(asyncio.run(open_loop(url, call, rate, args.duration)))
-                        drain(url)
-                    for _ in range(args.runs):
-                        sat.append(
-                            asyncio.run(closed_loop(url, call, args.concurrency, args.duration))
+                        fixed[name].append(
+                            asyncio.run(open_loop(url, calls[op], rate, args.duration))
                         )
                         drain(url)
+                # Saturation runs alternate between the two apps, so a slow spell of the
+                # (shared, virtual) machine weighs on both sides of the ratio alike.
+                for _ in range(args.runs):
+                    for name, (url, calls) in targets.items():
+                        sat[name].append(
+                            asyncio.run(
+                                closed_loop(url, calls[op], args.concurrency, args.duration)
+                            )
+                        )
+                        drain(url)
+                for name in targets:
                     report["load"][f"{name} {op}"] = {
-                        "fixed_rate": fixed,
-                        "saturation_runs": sat,
-                        "saturation_rps": spread([r["throughput_rps"] for r in sat]),
-                        "saturation_p50_ms": spread([r["p50_ms"] or 0 for r in sat]),
-                        "saturation_p99_ms": spread([r["p99_ms"] or 0 for r in sat]),
+                        "fixed_rate": fixed[name],
+                        "saturation_runs": sat[name],
+                        "saturation_rps": spread([r["throughput_rps"] for r in sat[name]]),
+                        "saturation_p50_ms": spread([r["p50_ms"] or 0 for r in sat[name]]),
+                        "saturation_p99_ms": spread([r["p99_ms"] or 0 for r in sat[name]]),
                     }
                     print(
                         f"{name:8} {op:4} saturation "
                         f"{report['load'][f'{name} {op}']['saturation_rps']} rps",
                         flush=True,
                     )
+                paired = [
+                    a["throughput_rps"] / b["throughput_rps"]
+                    for a, b in zip(sat["lethe"], sat["baseline"], strict=True)
+                ]
+                report["paired_ratios"][op] = [round(r, 3) for r in paired]
         for op in ("POST", "GET"):
             lethe_rps = report["load"][f"lethe {op}"]["saturation_rps"]["median"]
             base_rps = report["load"][f"baseline {op}"]["saturation_rps"]["median"]
@@ -490,6 +505,7 @@ def main(argv: list[str] | None = None) -> int:
         "workers": args.workers,
         "load": {},
         "ratio": {},
+        "paired_ratios": {},
         "scale": {},
         "end_to_end": {},
         "args": vars(args),
@@ -501,7 +517,8 @@ def main(argv: list[str] | None = None) -> int:
         scale_phase(args, report)
     if "e2e" in phases:
         end_to_end_phase(args, report)
-    print(json.dumps({k: report[k] for k in ("ratio", "scale", "end_to_end")}, indent=2))
+    summary = ("ratio", "paired_ratios", "scale", "end_to_end")
+    print(json.dumps({k: report[k] for k in summary}, indent=2))
     if "load" in phases:
         print(json.dumps(report.get("zero_loss"), indent=2))
     if args.json_path:

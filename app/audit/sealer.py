@@ -21,5 +21,5 @@ def audit_sealer(session_factory: Any, *, interval_s: float) -> BackgroundLoop:
             service.seal(session=s, wait=False)
 
     return BackgroundLoop(
-        "lethe-audit-sealer", service.STORED, seal_pending, settle_s=0.05, interval_s=interval_s
+        "lethe-audit-sealer", service.STORED, seal_pending, settle_s=0.1, interval_s=interval_s
     )

@@ -109,6 +109,21 @@ def pending_from(source: FromClause) -> Insert:
     )
 
 
+# Sealing statements, built once.
+_EVENTS = cast(Table, AuditEvent.__table__)
+_LOCK_HEAD = {
+    skip: select(AuditHead).where(AuditHead.id == 1).with_for_update(skip_locked=skip)
+    for skip in (False, True)
+}
+_OLDEST_PENDING = (
+    select(_PENDING.c.id, *(_PENDING.c[f] for f in _FIELDS))
+    .order_by(_PENDING.c.id)
+    .limit(bindparam("batch"))
+)
+_INSERT_EVENTS = insert(_EVENTS)
+_DELETE_PENDING = delete(_PENDING).where(_PENDING.c.id.in_(bindparam("ids", expanding=True)))
+
+
 def seal(*, session: Session, wait: bool = True, batch: int = 1000) -> int:
     """Move every committed pending event into the chain, oldest first, in the caller's
     transaction. Returns how many were sealed.
@@ -116,25 +131,15 @@ def seal(*, session: Session, wait: bool = True, batch: int = 1000) -> int:
     With `wait=False` a sealer already at work is not waited for (it seals these too, or
     the next wake-up does) and 0 is returned.
     """
-    head = session.scalar(
-        select(AuditHead).where(AuditHead.id == 1).with_for_update(skip_locked=not wait)
-    )
+    head = session.scalar(_LOCK_HEAD[not wait])
     if head is None:
         if not wait:
             return 0
         head = AuditHead(id=1, seq=0, hash=GENESIS)
         session.add(head)
-    columns = (
-        AuditPending.id,
-        AuditPending.created_at,
-        AuditPending.type,
-        AuditPending.actor,
-        AuditPending.subject,
-        AuditPending.data,
-    )
     sealed = 0
     while True:
-        rows = session.execute(select(*columns).order_by(AuditPending.id).limit(batch)).all()
+        rows = session.execute(_OLDEST_PENDING, {"batch": batch}).all()
         if not rows:
             break
         events = []
@@ -151,12 +156,8 @@ def seal(*, session: Session, wait: bool = True, batch: int = 1000) -> int:
             digest = event_hash(**fields)
             events.append({**fields, "hash": digest})
             head.seq, head.hash = fields["seq"], digest
-        session.execute(insert(AuditEvent), events)
-        session.execute(
-            delete(AuditPending)
-            .where(AuditPending.id.in_([row.id for row in rows]))
-            .execution_options(synchronize_session=False)
-        )
+        session.execute(_INSERT_EVENTS, events)
+        session.execute(_DELETE_PENDING, {"ids": [row.id for row in rows]})
         sealed += len(rows)
         if len(rows) < batch:
             break

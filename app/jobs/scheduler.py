@@ -19,6 +19,8 @@ def scheduler(session_factory: Any, dispatcher: Dispatcher, settings: Settings) 
             return
         with session_scope(session_factory, dispatcher) as s:
             for model_id in sorted(model_ids):
-                service.schedule_model(session=s, model_id=model_id, settings=settings)
+                service.schedule_model(
+                    session=s, model_id=model_id, settings=settings, stragglers=False
+                )
 
-    return BackgroundLoop("lethe-scheduler", service.REQUESTS_STORED, schedule, settle_s=0.01)
+    return BackgroundLoop("lethe-scheduler", service.REQUESTS_STORED, schedule, settle_s=0.05)

@@ -64,13 +64,22 @@ def active_job(*, session: Session, model_id: int) -> Job | None:
 
 
 def schedule_model(
-    *, session: Session, model_id: int, settings: Settings, now: datetime | None = None
+    *,
+    session: Session,
+    model_id: int,
+    settings: Settings,
+    now: datetime | None = None,
+    stragglers: bool = True,
 ) -> Job | None:
     """Batch the model's received requests (once the window has passed) and make sure a job
-    exists for its queued ones. Returns the job created, if any."""
+    exists for its queued ones. Returns the job created, if any.
+
+    Without a window requests are stored `queued`; `received` ones are then stragglers of
+    an earlier window, moved here unless `stragglers=False` (the scheduler woken by a
+    submit leaves them to the periodic tick)."""
     now = now or utcnow()
-    ready = True  # without a window requests are stored `queued`; only stragglers move here
-    if settings.batch_window_s > 0:
+    ready = stragglers or settings.batch_window_s > 0
+    if ready and settings.batch_window_s > 0:
         oldest = session.scalar(
             select(func.min(ErasureRequest.received_at)).where(
                 ErasureRequest.model_id == model_id,
