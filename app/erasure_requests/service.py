@@ -63,53 +63,37 @@ def _resolve_samples(
     return ids
 
 
-# The statements of the submit path are built once per dialect, with bind parameters, so
-# SQLAlchemy computes their cache keys once rather than on every request.
+# The statements of the submit path are built once, with bind parameters, so SQLAlchemy
+# computes their cache keys once rather than on every request. PostgreSQL stores a request
+# in one statement (_store_pg); the others take three (below).
 
-
-@functools.cache
-def _insert_request(dialect: str) -> Executable:
-    """INSERT a request unless its subject_request_id exists; RETURNING its id if inserted."""
-    table = ErasureRequest.__table__
-    module = postgresql if dialect == "postgresql" else sqlite
-    return (
-        module.insert(table)
-        .on_conflict_do_nothing(index_elements=["subject_request_id"])
-        .returning(table.c.id)
-    )
-
-
-@functools.cache
-def _link_known(dialect: str) -> Executable:
-    """INSERT ... SELECT the given sample ids that are in the model's training set."""
-    samples = TrainingSample.__table__
-    if dialect == "postgresql":  # one array parameter instead of thousands
-        match = samples.c.sample_id == any_(bindparam("ids", type_=ARRAY(String)))
-    else:
-        match = samples.c.sample_id.in_(bindparam("ids", expanding=True))
-    known = select(bindparam("request_id", type_=String), samples.c.sample_id).where(
-        samples.c.model_id == bindparam("model_id"), match
-    )
-    return insert(cast(Table, ErasureRequestSample.__table__)).from_select(
-        ["request_id", "sample_id"], known
-    )
+_INSERT_SQLITE = (
+    sqlite.insert(cast(Table, ErasureRequest.__table__))
+    .on_conflict_do_nothing(index_elements=["subject_request_id"])
+    .returning(ErasureRequest.__table__.c.id)
+)
+_LINK_KNOWN = insert(cast(Table, ErasureRequestSample.__table__)).from_select(
+    ["request_id", "sample_id"],
+    select(bindparam("request_id", type_=String), TrainingSample.__table__.c.sample_id).where(
+        TrainingSample.__table__.c.model_id == bindparam("model_id"),
+        TrainingSample.__table__.c.sample_id.in_(bindparam("ids", expanding=True)),
+    ),
+)
 
 
 def _link_samples(
     session: Session, request_id: str, model: ModelRef, sample_ids: list[str]
 ) -> None:
     """Link the request to its samples with INSERT ... SELECT from the model's training set:
-    the membership check and the insert in one statement. An id that is not in the
-    training set is not linked, and the whole request is refused (the caller's transaction
-    rolls back: nothing stored)."""
+    the membership check and the insert in one statement (per 5,000 ids). An id that is
+    not in the training set is not linked, and the whole request is refused (the caller's
+    transaction rolls back: nothing stored)."""
     conn = session.connection()
-    statement = _link_known(conn.dialect.name)
-    step = len(sample_ids) if conn.dialect.name == "postgresql" else 5_000
     linked = 0
-    for start in range(0, len(sample_ids), step):
-        chunk = sample_ids[start : start + step]
+    for start in range(0, len(sample_ids), 5_000):
+        chunk = sample_ids[start : start + 5_000]
         linked += conn.execute(
-            statement,
+            _LINK_KNOWN,
             {"request_id": request_id, "model_id": model.id, "ids": chunk},
             execution_options={"preserve_rowcount": True},
         ).rowcount
@@ -225,8 +209,8 @@ def _insert_unless_duplicate(session: Session, values: dict[str, Any]) -> Erasur
     savepoint); None when it does. `values` holds every column, so the object returned
     is complete without reading the row back."""
     conn = session.connection()
-    if conn.dialect.name in ("postgresql", "sqlite"):
-        if conn.execute(_insert_request(conn.dialect.name), values).first() is None:
+    if conn.dialect.name == "sqlite":
+        if conn.execute(_INSERT_SQLITE, values).first() is None:
             return None
         return _attach(session, values)
     req = ErasureRequest(**values)
