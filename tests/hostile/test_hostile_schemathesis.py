@@ -108,6 +108,7 @@ def target(postgres_url: str, tmp_path: Path, demo_artifacts: Any) -> Iterator[T
             "/v1/erasure-requests", json=erasure_body(training_ids(rt, limit=2)), headers=headers
         )
         assert resp.status_code == 202, resp.text
+    # Leaving the client stopped the app's scheduler, which makes the pending job first.
     real = {
         "name": "digits-cnn",
         "number": 1,
