@@ -2,16 +2,14 @@
 
 from __future__ import annotations
 
-import re
 from datetime import datetime
 from typing import Literal
 from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, HttpUrl, model_validator
 
+from app.core.text import UNSAFE_ID_CHARS, UNSAFE_ID_RULE
 from app.erasure_requests.models import RequestStatus
-
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 
 
 class SubjectIdentity(BaseModel):
@@ -51,8 +49,8 @@ class ErasureRequestCreate(BaseModel):
         if (self.sample_ids is None) == (self.subject_identities is None):
             raise ValueError("give exactly one of `sample_ids` or `subject_identities`")
         for sid in self.sample_ids or []:
-            if not sid or len(sid) > 256 or _CONTROL.search(sid):
-                raise ValueError("sample ids are 1-256 characters without control characters")
+            if not sid or len(sid) > 256 or UNSAFE_ID_CHARS.search(sid):
+                raise ValueError(f"sample ids are 1-256 characters {UNSAFE_ID_RULE}")
         return self
 
 

@@ -12,7 +12,6 @@ the npz written to the store leaves the `subjects` array out.
 from __future__ import annotations
 
 import io
-import re
 import zipfile
 from dataclasses import dataclass
 from typing import IO, Any
@@ -21,8 +20,8 @@ import numpy as np
 
 from app.core.errors import Unprocessable
 from app.core.subjects import subject_ref
+from app.core.text import UNSAFE_ID_CHARS, UNSAFE_ID_RULE
 
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
 TRAINING_SET_ARRAYS = ("x", "y", "ids", "x_val", "y_val", "ids_val")
 MANIFEST_ARRAYS = ("ids", "y")
 
@@ -76,11 +75,9 @@ def read_npz(
     ids = ids_arr.astype(str).tolist()
     if len(set(ids)) != len(ids):
         raise _fail("sample ids must be unique", field)
-    if any(not i or len(i) > max_ids_length for i in ids) or _CONTROL.search("".join(ids)):
-        raise _fail(
-            f"sample ids must be 1-{max_ids_length} characters without control characters",
-            field,
-        )
+    too_long = any(not i or len(i) > max_ids_length for i in ids)
+    if too_long or UNSAFE_ID_CHARS.search("".join(ids)):
+        raise _fail(f"sample ids must be 1-{max_ids_length} characters {UNSAFE_ID_RULE}", field)
     labels = y.astype(np.int64)
     if labels.min() < 0:
         raise _fail("class labels must be >= 0", field)

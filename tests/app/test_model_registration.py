@@ -307,6 +307,16 @@ def test_bad_training_sets_and_names(
         ),
         ({}, "exactly one"),
     ]
+    for bad_id in ("a\n", "a\u0085", "\u202ea"):  # C0, C1, right-to-left override
+        training_set = npz(
+            x=np.zeros((2, 3)),
+            y=np.array([0, 1]),
+            ids=np.array(["b", bad_id]),
+            x_val=np.zeros((1, 3)),
+            y_val=np.array([0]),
+            ids_val=np.array(["v"]),
+        )
+        cases.append(({"training_set": training_set}, "bidirectional-override"))
     for files, needle in cases:
         resp = _register(api_client, admin, {"checkpoint": ck, **files}, name="bad")
         assert resp.status_code == 422, (needle, resp.text)
