@@ -210,22 +210,9 @@ def api_client(seeded: Any) -> Iterator[Any]:
     """The API alone: jobs are created but nothing runs them (a recording dispatcher)."""
     from fastapi.testclient import TestClient
 
-    from app.main import create_app
+    from tests.helpers import recording_app
 
-    class Recorder:
-        def __init__(self) -> None:
-            self.sent: list[str] = []
-
-        def dispatch(self, job_id: str) -> None:
-            self.sent.append(job_id)
-
-    recorder = Recorder()
-    app = create_app(
-        seeded.settings,
-        dispatcher=recorder,
-        session_factory=seeded.session_factory,
-        store=seeded.store,
-    )
+    app, recorder = recording_app(seeded)
     with TestClient(app) as client:
         client.dispatched = recorder.sent
         yield client

@@ -61,6 +61,31 @@ def wait_for_status(
     raise AssertionError(f"request still {body.get('status')} after {timeout}s")
 
 
+class RecordingDispatcher:
+    """A dispatcher that runs nothing: jobs are created, their ids listed in `sent`."""
+
+    def __init__(self) -> None:
+        self.sent: list[str] = []
+
+    def dispatch(self, job_id: str) -> None:
+        self.sent.append(job_id)
+
+
+def recording_app(rt: Any, settings: Any = None) -> tuple[Any, RecordingDispatcher]:
+    """The API of runtime `rt` (with `settings` instead of its own, if given) whose jobs
+    go to a RecordingDispatcher."""
+    from app.main import create_app
+
+    recorder = RecordingDispatcher()
+    app = create_app(
+        settings or rt.settings,
+        dispatcher=recorder,
+        session_factory=rt.session_factory,
+        store=rt.store,
+    )
+    return app, recorder
+
+
 def dispatched_job(client: Any, timeout: float = 10) -> str:
     """The first job the API's scheduler dispatched (it runs just after the submit's commit)
     to a client whose recording dispatcher lists them in `client.dispatched`."""

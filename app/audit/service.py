@@ -146,11 +146,7 @@ def seal(*, session: Session, wait: bool = True, batch: int = 1000) -> int:
         for row in rows:
             fields: dict[str, Any] = {
                 "seq": head.seq + 1,
-                "created_at": row.created_at,
-                "type": row.type,
-                "actor": row.actor,
-                "subject": row.subject,
-                "data": row.data,
+                **{f: row._mapping[f] for f in _FIELDS},
                 "prev_hash": head.hash,
             }
             digest = event_hash(**fields)

@@ -49,19 +49,16 @@ def bulk_insert(
     return count
 
 
-def member_of(session: Session, column: Any, values: Sequence[str]) -> list[ColumnElement[bool]]:
-    """`column IN values` as few clauses as the backend allows: one array parameter on
-    PostgreSQL instead of thousands of bind parameters; chunks elsewhere."""
-    if session.connection().dialect.name == "postgresql":
-        return [column == any_(bindparam("values", list(values), type_=ARRAY(String)))]
-    return [column.in_(list(values[i : i + 5_000])) for i in range(0, len(values), 5_000)]
-
-
 def existing(
     session: Session, column: Any, values: Sequence[str], *where: ColumnElement[bool]
 ) -> set[str]:
     """Which of `values` occur in `column` (rows filtered by `where`)."""
+    if session.connection().dialect.name == "postgresql":
+        # one array parameter instead of thousands of bind parameters
+        ids = bindparam("values", list(values), type_=ARRAY(String))
+        return set(session.scalars(select(column).where(*where, column == any_(ids))))
     found: set[str] = set()
-    for clause in member_of(session, column, values):
-        found.update(session.scalars(select(column).where(*where, clause)))
+    for start in range(0, len(values), 5_000):
+        chunk = list(values[start : start + 5_000])
+        found.update(session.scalars(select(column).where(*where, column.in_(chunk))))
     return found

@@ -122,13 +122,19 @@ def _drop_dispatches(session: Session) -> None:
     session.info.pop("lethe_dispatch", None)
 
 
+def open_session(factory: sessionmaker[Session], dispatcher: Dispatcher | None) -> Session:
+    """A new session whose committed job ids go to `dispatcher` (no I/O until first use)."""
+    session = factory()
+    session.info["lethe_dispatcher"] = dispatcher
+    return session
+
+
 @contextmanager
 def session_scope(
     factory: sessionmaker[Session], dispatcher: Dispatcher | None
 ) -> Iterator[Session]:
     """One transaction: commit on success, roll back on error."""
-    with factory() as session:
-        session.info["lethe_dispatcher"] = dispatcher
+    with open_session(factory, dispatcher) as session:
         try:
             yield session
             session.commit()

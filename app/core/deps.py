@@ -13,6 +13,7 @@ from starlette.concurrency import run_in_threadpool
 
 from app.auth.service import Client, authenticate
 from app.core.config import Settings
+from app.core.db import open_session
 from app.core.errors import Forbidden, Unauthorized
 
 
@@ -21,8 +22,7 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
     rolled back when it raises. Opening a session does no I/O, so only the commit, or the
     rollback, takes a trip to the threadpool."""
     state = request.app.state
-    session: Session = state.session_factory()
-    session.info["lethe_dispatcher"] = state.dispatcher
+    session = open_session(state.session_factory, state.dispatcher)
     try:
         yield session
         await run_in_threadpool(session.commit)

@@ -13,10 +13,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
+from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.core.errors import Unprocessable
-from app.observability.middleware import send_problem
+from app.observability.middleware import read_body, replaying, send_problem
 
 MAX_DEPTH = 64
 
@@ -85,26 +85,11 @@ class JsonBodyGuard:
         if scope["type"] != "http" or scope["method"] in ("GET", "HEAD") or not _is_json(scope):
             await self.app(scope, receive, send)
             return
-        chunks: list[bytes] = []
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body"):
-                break
-        body = b"".join(chunks)
+        body = await read_body(receive)
+        if body is None:
+            return
         err = problem(body) if body else None
         if err is not None:
             await send_problem(send, err, scope["path"], [])
             return
-        replayed = False
-
-        async def replay() -> Message:
-            nonlocal replayed
-            if replayed:
-                return await receive()
-            replayed = True
-            return {"type": "http.request", "body": body, "more_body": False}
-
-        await self.app(scope, replay, send)
+        await self.app(scope, replaying(body, receive), send)

@@ -222,16 +222,9 @@ def _insert_unless_duplicate(session: Session, values: dict[str, Any]) -> Erasur
     return req
 
 
-_UNSET_ON_SUBMIT = (
-    "status_reason",
-    "completed_at",
-    "job_id",
-    "result_version",
-    "extended_at",
-    "extension_months",
-    "extension_reason",
-    "denial_ground",
-)
+# Every column is given on submit (None unless set), so the stored row is known in full
+# without reading it back (_attach) and _store_pg binds all of them.
+_EVERY_COLUMN_UNSET: dict[str, Any] = dict.fromkeys(c.key for c in ErasureRequest.__table__.c)
 
 
 def submit(
@@ -254,6 +247,7 @@ def submit(
     now = utcnow()
     due_at = add_months(now, 1)
     values: dict[str, Any] = {
+        **_EVERY_COLUMN_UNSET,
         "id": str(uuid.uuid4()),
         "subject_request_id": srid,
         "model_id": model.id,
@@ -269,7 +263,6 @@ def submit(
         "callback_urls": urls,
         "client": client.name,
         "attempts": 0,
-        **dict.fromkeys(_UNSET_ON_SUBMIT),
     }
     event = {
         "type": "request.received",

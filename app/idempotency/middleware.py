@@ -12,7 +12,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from app.auth.service import authenticate
 from app.core.errors import BadRequest, Conflict, Unprocessable
 from app.idempotency import service
-from app.observability.middleware import header, send_problem
+from app.observability.middleware import header, read_body, replaying, send_problem
 
 HEADER = b"idempotency-key"
 
@@ -52,15 +52,9 @@ class IdempotencyMiddleware:
             return
         client_id: int = client.key_id  # type: ignore[attr-defined]
 
-        chunks: list[bytes] = []
-        while True:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            chunks.append(message.get("body", b""))
-            if not message.get("more_body"):
-                break
-        body = b"".join(chunks)
+        body = await read_body(receive)
+        if body is None:
+            return
         target = path + ("?" + scope["query_string"].decode() if scope.get("query_string") else "")
         digest = service.fingerprint(scope["method"], target, body)
         outcome = await to_thread.run_sync(
@@ -105,15 +99,6 @@ class IdempotencyMiddleware:
             await send({"type": "http.response.body", "body": stored})
             return
 
-        replayed = False
-
-        async def _receive() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": body, "more_body": False}
-            return await receive()
-
         status = 500
         response_headers: list[tuple[bytes, bytes]] = []
         response_body: list[bytes] = []
@@ -128,7 +113,7 @@ class IdempotencyMiddleware:
             await send(message)
 
         try:
-            await self.app(scope, _receive, _send)
+            await self.app(scope, replaying(body, receive), _send)
         except BaseException:
             await to_thread.run_sync(
                 lambda: service.abandon(self.factory, client_id=client_id, key=key)  # type: ignore[arg-type]

@@ -59,10 +59,6 @@ _ACTIVE_JOB_ID = select(Job.id).where(
 )
 
 
-def active_job(*, session: Session, model_id: int) -> Job | None:
-    return session.scalar(select(Job).where(Job.model_id == model_id, Job.status.in_(ACTIVE)))
-
-
 def schedule_model(
     *,
     session: Session,
@@ -78,8 +74,8 @@ def schedule_model(
     an earlier window, moved here unless `stragglers=False` (the scheduler woken by a
     submit leaves them to the periodic tick)."""
     now = now or utcnow()
-    ready = stragglers or settings.batch_window_s > 0
-    if ready and settings.batch_window_s > 0:
+    ready = stragglers
+    if settings.batch_window_s > 0:
         oldest = session.scalar(
             select(func.min(ErasureRequest.received_at)).where(
                 ErasureRequest.model_id == model_id,

@@ -42,6 +42,33 @@ async def send_problem(send: Send, err: Any, path: str, extra_headers: list[Any]
     await send({"type": "http.response.body", "body": body})
 
 
+async def read_body(receive: Receive) -> bytes | None:
+    """The whole request body, or None when the client disconnected first."""
+    chunks: list[bytes] = []
+    while True:
+        message = await receive()
+        if message["type"] == "http.disconnect":
+            return None
+        chunks.append(message.get("body", b""))
+        if not message.get("more_body"):
+            return b"".join(chunks)
+
+
+def replaying(body: bytes, receive: Receive) -> Receive:
+    """A `receive` for the app that first hands it the `body` read already, then defers to
+    the server's (disconnect notices)."""
+    replayed = False
+
+    async def _receive() -> Message:
+        nonlocal replayed
+        if replayed:
+            return await receive()
+        replayed = True
+        return {"type": "http.request", "body": body, "more_body": False}
+
+    return _receive
+
+
 class RequestContextMiddleware:
     """`X-Request-ID` in (kept when well-formed) and out; one JSON access-log line; metrics."""
 
@@ -134,13 +161,4 @@ class BodyLimitMiddleware:
             chunks.append(chunk)
             if not message.get("more_body"):
                 break
-        replayed = False
-
-        async def _receive() -> Message:
-            nonlocal replayed
-            if not replayed:
-                replayed = True
-                return {"type": "http.request", "body": b"".join(chunks), "more_body": False}
-            return await receive()
-
-        await self.app(scope, _receive, send)
+        await self.app(scope, replaying(b"".join(chunks), receive), send)

@@ -22,7 +22,7 @@ from sqlalchemy.engine import make_url
 
 from tests.conftest import POSTGRES_ADMIN_URL, create_key, make_settings, wait_until
 from tests.faults.fault_checks import NO_GATE, ApiServer, assert_recovered, wait_final
-from tests.helpers import erasure_body, training_ids
+from tests.helpers import erasure_body, recording_app, training_ids
 
 CLIENTS = 6
 DROPS = 4
@@ -144,7 +144,6 @@ def test_connection_dropped_at_commit_answers_503_and_changes_nothing(
     from sqlalchemy import event
     from sqlalchemy.orm import Session
 
-    from app.main import create_app
     from workers.demo import seed_demo
     from workers.runtime import build_runtime
 
@@ -163,18 +162,7 @@ def test_connection_dropped_at_commit_answers_503_and_changes_nothing(
             pid = session.connection().exec_driver_sql("SELECT pg_backend_pid()").scalar_one()
             killed.append(_terminate_backends(database, pid))
 
-    class Recorder:  # jobs are created but nothing runs them: requests stay cancellable
-        def __init__(self) -> None:
-            self.dispatched: list[str] = []
-
-        def dispatch(self, job_id: str) -> None:
-            self.dispatched.append(job_id)
-
-    recorder = Recorder()
-
-    app = create_app(
-        rt.settings, dispatcher=recorder, session_factory=rt.session_factory, store=rt.store
-    )
+    app, recorder = recording_app(rt)  # nothing runs the jobs: requests stay cancellable
     sample_ids = training_ids(rt, limit=6)
     with TestClient(app, raise_server_exceptions=False) as client:
 
@@ -190,7 +178,7 @@ def test_connection_dropped_at_commit_answers_503_and_changes_nothing(
         ).json()["id"]
         url = f"/v1/erasure-requests/{accepted}"
         # The scheduler makes its job just after; only then is the next commit the request's.
-        wait_until(lambda: recorder.dispatched, timeout=10, what="the job to be made")
+        wait_until(lambda: recorder.sent, timeout=10, what="the job to be made")
         dropped("POST", "/v1/erasure-requests", json=erasure_body(sample_ids[3:]))
         dropped("DELETE", url)
         dropped("GET", url)

@@ -20,7 +20,7 @@ from fastapi.testclient import TestClient
 from app.core.openapi import scope_of
 from tests.app.test_auth_matrix import BODIES, PUBLIC, _fill, _operations
 from tests.conftest import create_key
-from tests.helpers import dispatched_job, erasure_body, training_ids
+from tests.helpers import dispatched_job, erasure_body, recording_app, training_ids
 
 HOOK = {"url": "http://127.0.0.1:9/hook", "events": ["version.published"]}
 
@@ -28,20 +28,8 @@ HOOK = {"url": "http://127.0.0.1:9/hook", "events": ["version.published"]}
 @pytest.fixture
 def client(seeded: Any) -> Iterator[TestClient]:
     """The API with a recording dispatcher; loopback allow-listed so a webhook can exist."""
-    from app.main import create_app
-
-    class Recorder:
-        def __init__(self) -> None:
-            self.sent: list[str] = []
-
-        def dispatch(self, job_id: str) -> None:
-            self.sent.append(job_id)
-
-    recorder = Recorder()
     settings = seeded.settings.model_copy(update={"callback_allowed_hosts": "127.0.0.1"})
-    app = create_app(
-        settings, dispatcher=recorder, session_factory=seeded.session_factory, store=seeded.store
-    )
+    app, recorder = recording_app(seeded, settings)
     with TestClient(app) as c:
         c.dispatched = recorder.sent  # type: ignore[attr-defined]
         yield c

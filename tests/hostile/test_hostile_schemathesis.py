@@ -50,7 +50,7 @@ from schemathesis.specs.openapi.checks import (
 )
 
 from tests.conftest import create_key, make_settings
-from tests.helpers import erasure_body, training_ids
+from tests.helpers import erasure_body, recording_app, training_ids
 
 pytestmark = pytest.mark.postgres
 
@@ -84,24 +84,13 @@ class Target:
 @pytest.fixture
 def target(postgres_url: str, tmp_path: Path, demo_artifacts: Any) -> Iterator[Target]:
     """The API on PostgreSQL with the demo model, one stored request, and an admin key."""
-    from app.main import create_app
     from workers.demo import seed_demo
     from workers.runtime import build_runtime
 
     rt = build_runtime(make_settings(tmp_path, postgres_url))
     seed_demo(rt, artifacts=demo_artifacts)
 
-    class Recorder:
-        def __init__(self) -> None:
-            self.sent: list[str] = []
-
-        def dispatch(self, job_id: str) -> None:
-            self.sent.append(job_id)
-
-    recorder = Recorder()
-    app = create_app(
-        rt.settings, dispatcher=recorder, session_factory=rt.session_factory, store=rt.store
-    )
+    app, recorder = recording_app(rt)
     headers = {"Authorization": f"Bearer {create_key(rt, ['admin'])}"}
     with TestClient(app) as client:
         resp = client.post(
