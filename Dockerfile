@@ -5,7 +5,8 @@
 #   docker build --target api    -t lethe-api .     # API, beat, CPU worker: no torch, no CUDA
 #   docker build --target worker -t lethe-worker .  # GPU worker: pinned torch with CUDA
 #
-# The torch pin is the one the Makefile uses (TORCH_SPEC): torch==2.13.0. The worker target
+# The torch pins are the Makefile's (TORCH_VERSION, TORCHVISION_VERSION): torch==2.14.1 with
+# torchvision==0.29.1, which requires exactly that torch. The worker target
 # installs it from PyTorch's CUDA wheel index; those wheels carry the CUDA runtime libraries,
 # so the image needs no CUDA base image, only the NVIDIA driver on the host (NVIDIA
 # Container Toolkit). Override with --build-arg TORCH_VERSION=... / TORCH_INDEX_URL=...
@@ -65,12 +66,15 @@ CMD ["lethe", "serve", "--host", "0.0.0.0"]
 
 # --- worker: GPU node, one Celery process per GPU -----------------------------------------
 FROM base AS worker
-ARG TORCH_VERSION=2.13.0
+ARG TORCH_VERSION=2.14.1
+ARG TORCHVISION_VERSION=0.29.1
 ARG TORCH_INDEX_URL=https://download.pytorch.org/whl/cu128
 # torch first, pinned, from the CUDA index, so pip never resolves another build; then the
 # worker extra under the same pin as a constraint.
-RUN pip install "torch==${TORCH_VERSION}" --index-url "${TORCH_INDEX_URL}" \
-    && echo "torch==${TORCH_VERSION}" > /tmp/lethe/constraints.txt
+RUN pip install "torch==${TORCH_VERSION}" "torchvision==${TORCHVISION_VERSION}" \
+        --index-url "${TORCH_INDEX_URL}" \
+    && printf 'torch==%s\ntorchvision==%s\n' "${TORCH_VERSION}" "${TORCHVISION_VERSION}" \
+        > /tmp/lethe/constraints.txt
 COPY --from=source /wheels /wheels
 RUN wheel="$(ls /wheels/*.whl)" \
     && pip install -c /tmp/lethe/constraints.txt "${wheel}[worker]" \

@@ -4,9 +4,13 @@
 PYTHON ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
-# Install torch first, pinned, so pip never resolves a newer (multi-GB CUDA) build.
-# On a GPU machine: make run TORCH_SPEC='torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128'
-TORCH_SPEC ?= torch==2.13.0
+# Install torch and torchvision first, pinned as a pair, so pip never resolves another build.
+# torchvision 0.29.1 requires exactly torch 2.14.1. (PyPI's torchvision 0.28.0 does not import
+# beside the CPU-only torch 2.13.0 wheel: its operators link against the CUDA libraries.)
+# On a GPU machine the same pins take the CUDA build from PyPI.
+TORCH_VERSION ?= 2.14.1
+TORCHVISION_VERSION ?= 0.29.1
+TORCH_SPEC ?= torch==$(TORCH_VERSION) torchvision==$(TORCHVISION_VERSION)
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 
 .PHONY: install install-dev run test lint bench clean
@@ -14,7 +18,7 @@ PIP := $(BIN)/python -m pip --disable-pip-version-check
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 
-$(VENV)/.installed-run: pyproject.toml | $(BIN)/python
+$(VENV)/.installed-run: pyproject.toml Makefile | $(BIN)/python
 	$(PIP) install -q $(TORCH_SPEC)
 	$(PIP) install -q -e '.[worker]'
 	touch $@

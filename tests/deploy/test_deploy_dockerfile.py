@@ -146,11 +146,13 @@ def test_the_api_image_installs_no_torch(stages: dict[str, Stage]) -> None:
 def test_the_worker_pins_the_projects_torch(stages: dict[str, Stage]) -> None:
     args = dict(a.partition("=")[::2] for a in stages["worker"].all("ARG"))
     makefile = (ROOT / "Makefile").read_text()
-    pin = re.search(r"TORCH_SPEC \?= torch==(\S+)", makefile)
-    assert pin and args["TORCH_VERSION"] == pin.group(1)
+    for name in ("TORCH_VERSION", "TORCHVISION_VERSION"):
+        pin = re.search(rf"^{name} \?= (\S+)$", makefile, re.M)
+        assert pin and args[name] == pin.group(1), name
     assert args["TORCH_INDEX_URL"].startswith("https://download.pytorch.org/whl/cu")
     runs = " ".join(stages["worker"].all("RUN"))
     assert '"torch==${TORCH_VERSION}"' in runs and "[worker]" in runs
+    assert '"torchvision==${TORCHVISION_VERSION}"' in runs
 
 
 def test_copied_sources_exist_and_the_context_is_clean(stages: dict[str, Stage]) -> None:
