@@ -23,12 +23,12 @@ from app.health.router import router as health_router
 from app.idempotency.middleware import IdempotencyMiddleware
 from app.jobs.router import router as jobs_router
 from app.jobs.scheduler import scheduler
-from app.models.router import router as models_router
 from app.observability.metrics import Metrics
 from app.observability.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from app.observability.router import router as metrics_router
 from app.opendsr.router import install as install_opendsr
 from app.opendsr.router import router as opendsr_router
+from app.registry.router import router as models_router
 from models_store import open_store
 
 log = logging.getLogger("lethe.app")

@@ -7,7 +7,8 @@ from app.core.db import Base
 from app.erasure_requests.models import ErasureRequest, ErasureRequestSample
 from app.idempotency.models import IdempotencyKey
 from app.jobs.models import Job
-from app.models.models import (
+from app.opendsr.models import OpenDSRRequest
+from app.registry.models import (
     Alias,
     AliasMove,
     ArchitectureSpec,
@@ -15,7 +16,6 @@ from app.models.models import (
     ModelVersion,
     TrainingSample,
 )
-from app.opendsr.models import OpenDSRRequest
 
 metadata = Base.metadata
 

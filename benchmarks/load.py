@@ -127,7 +127,7 @@ def seed(database_url: str, data_dir: Path, broker: str | None) -> tuple[str, li
     rt = build_runtime(settings)
     seed_demo(rt)
     from app.auth.service import create_key
-    from app.models.models import TrainingSample
+    from app.registry.models import TrainingSample
 
     with session_scope(rt.session_factory, None) as s:
         _, key = create_key(session=s, name="bench", scopes=["admin"])
@@ -367,7 +367,7 @@ def scale_phase(args: argparse.Namespace, report: dict[str, Any]) -> None:
     from app.core.config import Settings
     from app.core.db import session_scope
     from app.core.migrate import upgrade
-    from app.models import service as models_service
+    from app.registry import service as registry
     from workers.runtime import build_runtime
 
     with tempfile.TemporaryDirectory() as tmp, fresh_database("scale") as db_url:
@@ -377,10 +377,10 @@ def scale_phase(args: argparse.Namespace, report: dict[str, Any]) -> None:
             Settings(database_url=db_url, data_dir=Path(tmp), device="cpu", broker_url=BROKER_URL)
         )
         ids = [f"sample-{i:07d}" for i in range(args.scale_samples)]
-        rows = (models_service.SampleRow(sid, i % 10, None) for i, sid in enumerate(ids))
+        rows = (registry.SampleRow(sid, i % 10, None) for i, sid in enumerate(ids))
         start = time.perf_counter()
         with session_scope(rt.session_factory, None) as s:
-            models_service.register_model(
+            registry.register_model(
                 session=s,
                 name="million",
                 architecture="digits-cnn",

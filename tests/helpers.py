@@ -14,7 +14,7 @@ def training_ids(
     rt: Any, model: str = "digits-cnn", *, label: int | None = None, limit: int | None = None
 ) -> list[str]:
     from app.core.db import session_scope
-    from app.models.models import Model, TrainingSample
+    from app.registry.models import Model, TrainingSample
 
     with session_scope(rt.session_factory, None) as s:
         q = (

@@ -10,8 +10,8 @@ from sqlalchemy import select
 
 from app.core.db import session_scope
 from app.core.subjects import subject_ref
-from app.models import service as models_service
-from app.models.models import Model
+from app.registry import service as registry
+from app.registry.models import Model
 from workers.pipeline import load_dataset, resolve_device
 from workers.runtime import Runtime
 from workers.specs import publish_specs
@@ -55,13 +55,11 @@ def seed_demo(
     secret = rt.settings.secret_key.get_secret_value()
     subjects = ds.train.subjects or (None,) * len(ds.train)
     rows = [
-        models_service.SampleRow(
-            sid, int(label), subject_ref(secret, "user_id", subj) if subj else None
-        )
+        registry.SampleRow(sid, int(label), subject_ref(secret, "user_id", subj) if subj else None)
         for sid, label, subj in zip(ds.train.ids, ds.train.y.tolist(), subjects, strict=True)
     ]
     with session_scope(rt.session_factory, None) as s:
-        models_service.register_model(
+        registry.register_model(
             session=s,
             name=name,
             architecture="digits-cnn",

@@ -174,9 +174,7 @@ def _unlearn(claim: jobs.Claim, rt: Runtime, progress: Progress) -> jobs.Outcome
     for method in methods:
         result = ul.unlearn(model, data, method=method, device=device, hooks=hooks, cache=cache)
         progress.set("verifying")
-        metrics: dict[str, Any] = dict(
-            ul.evaluate(result.model, data, device=device, cache=cache)
-        )
+        metrics: dict[str, Any] = dict(ul.evaluate(result.model, data, device=device, cache=cache))
         metrics.update(
             {
                 "scope": data.scope,

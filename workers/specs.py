@@ -11,7 +11,7 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
-from app.models import service as models_service
+from app.registry import service as registry
 
 _PROBES = (7, 11)
 _DTYPES = {
@@ -60,5 +60,5 @@ def publish_specs(factory: sessionmaker[Session]) -> list[str]:
     specs = {arch: tensor_spec(arch) for arch in arch_ids}
     with session_scope(factory, None) as session:
         for arch, spec in specs.items():
-            models_service.put_architecture_spec(session=session, arch_id=arch, tensors=spec)
+            registry.put_architecture_spec(session=session, arch_id=arch, tensors=spec)
     return arch_ids

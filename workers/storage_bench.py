@@ -54,7 +54,8 @@ def main(json_path: str | None = None) -> dict[str, Any]:
     for arch, row in report.items():
         cells = "".join(
             f"{v['new_bytes']:>12,} ({100 * v['share_of_full']:5.2f}%)"
-            for v in row["versions"].values())
+            for v in row["versions"].values()
+        )
         print(f"{arch:<16}{row['full_bytes']:>14,}{cells}")
     if json_path:
         with open(json_path, "w") as fh:

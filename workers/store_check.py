@@ -14,7 +14,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, sessionmaker
 
 from app.core.db import session_scope
-from app.models.models import Model, ModelVersion
+from app.registry.models import Model, ModelVersion
 from models_store import StoreError
 
 

@@ -24,8 +24,8 @@ from app.callbacks.schemas import (
 from app.core.deps import SessionDep, SettingsDep, require
 from app.core.errors import Forbidden
 from app.erasure_requests import service as requests_service
-from app.models import service as models_service
-from app.models.models import Model
+from app.registry import service as registry
+from app.registry.models import Model
 
 router = APIRouter(prefix="/v1/callbacks", tags=["callbacks"])
 webhooks_router = APIRouter(prefix="/v1/models/{name}/webhooks", tags=["model webhooks"])
@@ -36,7 +36,7 @@ def _model_for(scope: str) -> Callable[..., Model]:
     authorised = require(scope)
 
     def _load(name: str, session: SessionDep, client: Client = Depends(authorised)) -> Model:
-        model = models_service.get_model(session=session, name=name)
+        model = registry.get_model(session=session, name=name)
         if not client.may_use_model(model.name):
             raise Forbidden(f"this API key may not act on model {model.name!r}")
         return model

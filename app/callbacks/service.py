@@ -34,9 +34,9 @@ from app.core.config import Settings
 from app.core.db import utcnow
 from app.core.errors import NotFound
 from app.erasure_requests.models import ErasureRequest
-from app.models.models import Model
 from app.opendsr.mapping import rfc3339, status_body
 from app.opendsr.models import OpenDSRRequest
+from app.registry.models import Model
 
 log = logging.getLogger("lethe.callbacks")
 

@@ -33,9 +33,9 @@ from app.erasure_requests.models import (
 )
 from app.erasure_requests.schemas import ErasureRequestCreate, ErasureRequestRead
 from app.jobs import service as jobs_service
-from app.models import service as models_service
-from app.models.models import Model, TrainingSample
-from app.models.service import ModelRef, model_ref
+from app.registry import service as registry
+from app.registry.models import Model, TrainingSample
+from app.registry.service import ModelRef, model_ref
 
 
 def _resolve_samples(
@@ -54,7 +54,7 @@ def _resolve_samples(
         subject_ref(secret, i.identity_type, i.identity_value)
         for i in body.subject_identities or []
     ]
-    ids = models_service.samples_of_subjects(session=session, model_id=model.id, subject_refs=refs)
+    ids = registry.samples_of_subjects(session=session, model_id=model.id, subject_refs=refs)
     if not ids:
         raise Unprocessable(
             f"no training sample of {model.name!r} belongs to the given subject identities; "
@@ -104,9 +104,7 @@ def _link_samples(
 def _refuse_unknown(session: Session, model: ModelRef, sample_ids: list[str]) -> NoReturn:
     """Some ids are not in the training set: 422 listing them (the caller's transaction
     rolls back, so nothing of the request is stored)."""
-    unknown = models_service.unknown_sample_ids(
-        session=session, model_id=model.id, sample_ids=sample_ids
-    )
+    unknown = registry.unknown_sample_ids(session=session, model_id=model.id, sample_ids=sample_ids)
     raise UnknownSamples(
         f"{len(unknown)} sample id(s) are not in the training set of {model.name!r}; "
         "nothing was stored",
@@ -370,9 +368,7 @@ def list_requests(
 ) -> tuple[list[ErasureRequest], str | None]:
     q = select(ErasureRequest)
     if model is not None:
-        q = q.where(
-            ErasureRequest.model_id == models_service.get_model(session=session, name=model).id
-        )
+        q = q.where(ErasureRequest.model_id == registry.get_model(session=session, name=model).id)
     if client.models is not None:
         allowed = select(Model.id).where(Model.name.in_(sorted(client.models)))
         q = q.where(ErasureRequest.model_id.in_(allowed))

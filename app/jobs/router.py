@@ -12,7 +12,7 @@ from app.core.errors import Forbidden
 from app.erasure_requests.models import ErasureRequest
 from app.jobs import service
 from app.jobs.schemas import JobRead
-from app.models.models import Model
+from app.registry.models import Model
 
 router = APIRouter(prefix="/v1/jobs", tags=["jobs"])
 

@@ -32,8 +32,8 @@ from app.core.db import dispatch_after_commit, utcnow
 from app.core.errors import NotFound
 from app.erasure_requests.models import ErasureRequest, ErasureRequestSample, RequestStatus
 from app.jobs.models import ACTIVE, Job, JobStatus
-from app.models import service as models_service
-from app.models.models import Model, ModelVersion, TrainingSample
+from app.registry import service as registry
+from app.registry.models import Model, ModelVersion, TrainingSample
 
 SYSTEM = "system:scheduler"
 
@@ -54,9 +54,7 @@ REQUESTS_STORED = Signal("requests_stored")
 """Noted (with the model id) by a transaction that stored requests: after its commit the
 API process's scheduler makes sure the model has a job."""
 
-_ACTIVE_JOB_ID = select(Job.id).where(
-    Job.model_id == bindparam("model_id"), Job.status.in_(ACTIVE)
-)
+_ACTIVE_JOB_ID = select(Job.id).where(Job.model_id == bindparam("model_id"), Job.status.in_(ACTIVE))
 
 
 def schedule_model(
@@ -207,7 +205,7 @@ def claim(*, session: Session, job_id: str, worker: str) -> Claim | None:
         job.error = "every request of this job was canceled before it started"
         return None
     model = session.get(Model, job.model_id)
-    base = models_service.latest_version(session=session, model_id=job.model_id)
+    base = registry.latest_version(session=session, model_id=job.model_id)
     assert model is not None and base is not None
     job.base_version = base.number
     new_ids = list(
@@ -217,7 +215,7 @@ def claim(*, session: Session, job_id: str, worker: str) -> Claim | None:
             .distinct()
         )
     )
-    erased = models_service.erased_sample_ids(session=session, model_id=model.id)
+    erased = registry.erased_sample_ids(session=session, model_id=model.id)
     audit.append(
         session=session,
         type="job.started",
@@ -375,10 +373,10 @@ def publish(
             data={"version": number},
         )
     if model.auto_promote:
-        models_service.move_alias(
+        registry.move_alias(
             session=session,
             model=model,
-            alias=models_service.PRODUCTION,
+            alias=registry.PRODUCTION,
             number=number,
             actor=actor,
         )

@@ -17,7 +17,7 @@ from app.audit.service import pending_count
 from app.core.db import utcnow
 from app.erasure_requests.models import FINAL_STATUSES, ErasureRequest, RequestStatus
 from app.jobs.models import Job, JobStatus
-from app.models.models import Model
+from app.registry.models import Model
 
 JOB_BUCKETS = (1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0)
 

@@ -23,10 +23,10 @@ from app.core.errors import BadRequest, NotFound
 from app.erasure_requests import service as requests_service
 from app.erasure_requests.models import ErasureRequest
 from app.erasure_requests.schemas import ErasureRequestCreate
-from app.models.models import Model
 from app.opendsr.mapping import API_VERSION, status_body
 from app.opendsr.models import OpenDSRRequest
 from app.opendsr.schemas import OpenDSRRequestCreate, OpenDSRStatusRead
+from app.registry.models import Model
 
 SUBJECT_REQUEST_TYPES = ("erasure",)
 IDENTITY_TYPES = {

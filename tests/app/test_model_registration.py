@@ -82,7 +82,7 @@ def test_register_from_npz_with_hashed_subjects(
     )
     # raw subjects are stored nowhere: not in the database, not in the stored npz
     from app.core.db import session_scope
-    from app.models.models import Model
+    from app.registry.models import Model
 
     with session_scope(seeded.session_factory, None) as s:
         for table in ("training_samples", "models", "audit_events", "audit_pending"):
@@ -93,7 +93,7 @@ def test_register_from_npz_with_hashed_subjects(
     assert b"@example.org" not in blob
     assert "subjects" not in np.load(io.BytesIO(blob)).files
     from app.core.subjects import subject_ref
-    from app.models.models import TrainingSample
+    from app.registry.models import TrainingSample
 
     secret = seeded.settings.secret_key.get_secret_value()
     with session_scope(seeded.session_factory, None) as s:
@@ -243,7 +243,7 @@ def test_checkpoints_are_checked_and_never_unpickled(
     )
     assert unknown.status_code == 422 and "digits-cnn" in unknown.json()["detail"]
     from app.core.db import session_scope
-    from app.models.models import Model
+    from app.registry.models import Model
 
     with session_scope(seeded.session_factory, None) as s:
         assert {m.name for m in s.query(Model)} == {"digits-cnn", "p12"}

@@ -167,7 +167,7 @@ def assert_recovered(rt: Any, request_ids: Iterable[str]) -> list[Any]:
     from app.audit import service as audit
     from app.core.db import session_scope
     from app.jobs.models import Job
-    from app.models.models import ModelVersion
+    from app.registry.models import ModelVersion
 
     ids = list(request_ids)
     states = request_states(rt, ids)

@@ -66,7 +66,7 @@ def test_store_write_fails_once_job_retries_and_publishes_once(
 
     from app.core.db import session_scope
     from app.main import create_app
-    from app.models.models import ModelVersion
+    from app.registry.models import ModelVersion
     from workers.embedded import EmbeddedWorker
 
     rt = embedded_on_postgres

@@ -39,7 +39,7 @@ def assert_single_chain(rt: Any, model: str, requested: dict[str, set[str]]) -> 
     from app.core.db import session_scope
     from app.erasure_requests.models import ErasureRequest
     from app.jobs.models import Job
-    from app.models.models import Model, ModelVersion, TrainingSample
+    from app.registry.models import Model, ModelVersion, TrainingSample
 
     with session_scope(rt.session_factory, None) as s:
         m = s.scalar(select(Model).where(Model.name == model))

@@ -102,7 +102,7 @@ def test_a_job_that_keeps_failing_ends_failed_and_publishes_nothing(distributed:
     distributed.configure(job_max_attempts=2, request_max_attempts=2, **NO_GATE)
     rt = distributed.runtime
     from app.core.db import session_scope
-    from app.models.models import ModelVersion
+    from app.registry.models import ModelVersion
 
     with session_scope(rt.session_factory, None) as s:
         sha = s.scalar(select(ModelVersion.checkpoint_sha256).where(ModelVersion.number == 1))
@@ -160,7 +160,7 @@ def test_two_workers_three_models_keep_each_model_serial(distributed: Any) -> No
 
     from app.core.db import session_scope
     from app.jobs.models import Job
-    from app.models.models import Model
+    from app.registry.models import Model
 
     workers_used = set()
     with session_scope(rt.session_factory, None) as s:

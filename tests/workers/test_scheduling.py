@@ -42,7 +42,7 @@ def test_requests_inside_the_window_share_one_job(
 def test_the_database_refuses_a_second_active_job_per_model(seeded: Any) -> None:
     from app.core.db import session_scope
     from app.jobs.models import Job, JobStatus
-    from app.models.models import Model
+    from app.registry.models import Model
 
     def add(status: JobStatus) -> None:
         with session_scope(seeded.session_factory, None) as s:
@@ -80,7 +80,7 @@ def test_a_redelivered_job_publishes_nothing_the_second_time(
 ) -> None:
     from app.core.db import session_scope
     from app.jobs import service as jobs
-    from app.models.models import ModelVersion
+    from app.registry.models import ModelVersion
     from workers.pipeline import run_job
 
     resp = embedded_client.post(

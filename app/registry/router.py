@@ -12,9 +12,9 @@ from app.audit import service as audit
 from app.auth.service import Client
 from app.core.deps import SessionDep, SettingsDep, require
 from app.core.errors import Forbidden, RangeNotSatisfiable
-from app.models import registration, service
-from app.models.models import Model, ModelVersion, TrainingSample
-from app.models.schemas import (
+from app.registry import registration, service
+from app.registry.models import Model, ModelVersion, TrainingSample
+from app.registry.schemas import (
     MAX_VERSION,
     AliasHistory,
     AliasMoveRead,

@@ -14,7 +14,7 @@ from app.callbacks import service as callbacks
 from app.core.bulk import bulk_insert, existing
 from app.core.db import utcnow
 from app.core.errors import Conflict, NotFound, Unprocessable
-from app.models.models import (
+from app.registry.models import (
     Alias,
     AliasMove,
     ArchitectureSpec,

@@ -25,9 +25,9 @@ from sqlalchemy.orm import Session
 from app.auth.service import Client
 from app.core.config import Settings
 from app.core.errors import Conflict, Forbidden, Unprocessable
-from app.models import service
-from app.models.models import Model
-from app.models.training_set import MANIFEST_ARRAYS, TRAINING_SET_ARRAYS, read_npz, to_npz
+from app.registry import service
+from app.registry.models import Model
+from app.registry.training_set import MANIFEST_ARRAYS, TRAINING_SET_ARRAYS, read_npz, to_npz
 from models_store import InvalidCheckpoint
 from models_store.safetensors_format import parse_header, read_header_length
 
