@@ -166,6 +166,7 @@ def _unlearn(claim: jobs.Claim, rt: Runtime, progress: Progress) -> jobs.Outcome
     # The parent measured on the same split (class scope leaves the class out of TA), so the
     # gate compares like with like.
     parent_metrics = ul.evaluate(model, data, device=device, cache=cache)
+    before = ul.confidence_histograms(model, data, device=device, cache=cache)
     progress.set("unlearning")
     methods = [settings.unlearning_method or ul.choose_method(data)]
     if settings.policy_fallback_method and settings.policy_fallback_method not in methods:
@@ -185,6 +186,8 @@ def _unlearn(claim: jobs.Claim, rt: Runtime, progress: Progress) -> jobs.Outcome
             }
         )
         metrics["parent"] = _finite(parent_metrics)
+        after = ul.confidence_histograms(result.model, data, device=device, cache=cache)
+        metrics["confidence"] = {"before": before, "after": after}  # drawn by the console
         reason = gate(metrics, parent_metrics, data.scope, settings)
         metrics["gate_refusals"] = list(refusals)
         if reason is None:
