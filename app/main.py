@@ -13,6 +13,7 @@ from app.audit.router import router as audit_router
 from app.audit.sealer import audit_sealer
 from app.callbacks.router import router as callbacks_router
 from app.callbacks.router import webhooks_router
+from app.console.app import install as install_console
 from app.core.config import Settings, get_settings
 from app.core.db import Dispatcher, make_engine, make_session_factory
 from app.core.errors import install_error_handlers
@@ -91,6 +92,8 @@ def create_app(
         description="GDPR Art. 17 erasure for trained PyTorch classifiers: requests in, "
         "unlearned and verified model versions out, with a hash-chained audit trail.",
         lifespan=_lifespan,
+        docs_url=None,  # served offline by the console (app/console/app.py)
+        redoc_url=None,
     )
     app.state.settings = settings
     app.state.session_factory = session_factory
@@ -124,4 +127,5 @@ def create_app(
         app.include_router(router)
     install_opendsr(app)
     install_openapi(app)
+    install_console(app)
     return app
