@@ -11,6 +11,7 @@ from __future__ import annotations
 
 from importlib.resources import files
 from pathlib import Path
+from urllib.parse import urlencode
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -79,6 +80,13 @@ def build_console(parent: FastAPI) -> FastAPI:
     @console.exception_handler(LetheError)
     async def _error(request: Request, exc: LetheError) -> Response:
         if isinstance(exc, SignInRequired):
+            html = "text/html" in request.headers.get("accept", "")
+            if request.method == "GET" and html:
+                # a page opened in the browser: off to the sign-in form, and back after
+                target = request.url.path + (f"?{request.url.query}" if request.url.query else "")
+                return RedirectResponse(
+                    "/console/sign-in?" + urlencode({"next": target}), status_code=303
+                )
             return sign_in_page(request, status_code=401)
         return render(
             request,

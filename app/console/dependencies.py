@@ -76,9 +76,11 @@ def page(scope: str) -> Callable[..., Awaitable[Viewer]]:
 def action(scope: str) -> Callable[..., Awaitable[Viewer]]:
     """Dependency of a POST: as `page`, and the form's CSRF token must be the session's."""
 
+    allowed = page(scope)
+
     async def _check(
         request: Request,
-        viewer: Annotated[Viewer, Depends(page(scope))],
+        viewer: Viewer = Depends(allowed),  # a default: annotations cannot see `allowed`
         csrf_token: Annotated[str, Form()] = "",
     ) -> Viewer:
         if not sessions_of(request).csrf_ok(viewer.token, csrf_token):

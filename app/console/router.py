@@ -76,7 +76,7 @@ def sign_in_page(
 ) -> HTMLResponse:
     """The sign-in form, with a fresh double-submit token for its own CSRF check."""
     token = secrets.token_urlsafe(16)
-    next_ = next_ or (request.url.path if request.method == "GET" else "/console/requests")
+    next_ = _safe_next(next_ or request.url.path)
     response = render(
         request,
         "sign_in.html",
@@ -99,7 +99,8 @@ def sign_in_page(
 
 
 def _safe_next(value: str) -> str:
-    return value if value.startswith("/console/") and "//" not in value else "/console/requests"
+    ok = value.startswith("/console/") and "//" not in value and "/sign-" not in value
+    return value if ok else "/console/requests"
 
 
 @router.get("/", include_in_schema=False)
