@@ -66,6 +66,10 @@ class Tab:
         )
         self.page.on("pageerror", lambda e: self.errors.append(f"{self.page.url}: {e}"))
 
+    def _console(self, message: Any) -> None:
+        if message.type == "error":
+            self.errors.append(f"{self.page.url}: {message.text}")
+
     def _block(self, route: Any) -> None:
         self.outside.append(route.request.url)
         route.abort()
