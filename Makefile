@@ -13,7 +13,7 @@ TORCHVISION_VERSION ?= 0.29.1
 TORCH_SPEC ?= torch==$(TORCH_VERSION) torchvision==$(TORCHVISION_VERSION)
 PIP := $(BIN)/python -m pip --disable-pip-version-check
 
-.PHONY: install install-dev run test lint bench clean
+.PHONY: install install-dev run test lint bench clean chromium
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,7 +38,14 @@ lint: install-dev
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: lint
+# The console's browser tests drive Debian's Chromium through Playwright (never a browser
+# download). Installed from Debian's packages when missing; a no-op when it is there.
+chromium:
+	@test -x /usr/bin/chromium || { \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } \
+	  || echo "chromium could not be installed: the console browser tests will skip (fail under CI=true)"
+
+test: lint chromium
 	$(BIN)/python -m pytest
 
 bench: install
