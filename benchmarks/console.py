@@ -72,10 +72,11 @@ def _seed(rt: Any, n: int) -> str:
             )
         v1 = s.scalar(select(ModelVersion).where(ModelVersion.model_id == model.id))
         assert v1 is not None
-        bins = [round(i / 20, 4) for i in range(21)]
+        bins = [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 0.95, 0.98, 0.99, 0.995]
+        bins += [0.998, 0.999, 1.0]
 
         def group(n: int, skew: float) -> dict[str, Any]:
-            counts = [int(n * (skew ** (20 - i)) / 3) + 1 for i in range(20)]
+            counts = [int(n * (skew ** (16 - i)) / 3) + 1 for i in range(16)]
             q = {f"p{p}": round(min(1.0, 0.5 + p / 200), 4) for p in (5, 25, 50, 75, 95)}
             return {"n": sum(counts), "counts": counts, "quantiles": q}
 

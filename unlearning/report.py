@@ -7,12 +7,14 @@ the retained samples' (members). This module summarises those three distribution
 fixed-bin histograms and a few quantiles, small enough to store with a version's metrics
 and to draw without any per-sample data:
 
-    {"bins": [0.0, 0.05, ..., 1.0],
-     "groups": {"forget":   {"n": 120, "counts": [...20], "quantiles": {"p5": ..., ...}},
+    {"bins": [0.0, 0.1, ..., 0.9, 0.95, 0.98, 0.99, 0.995, 0.998, 0.999, 1.0],
+     "groups": {"forget":   {"n": 120, "counts": [...16], "quantiles": {"p5": ..., ...}},
                 "retain":   {...},
                 "held_out": {...}}}
 
-Held-out samples are the validation split, the MIA's non-members (in class scope without
+The bins narrow towards 1: a trained classifier gives most members a confidence above
+0.99, and that is where members and non-members differ. Held-out samples are the
+validation split, the MIA's non-members (in class scope without
 the forgotten classes, as in `evaluate`).
 """
 
@@ -26,9 +28,27 @@ from .architectures import SplitModel
 from .cache import FeatureCache, embed
 from .types import Split, UnlearnData
 
-__all__ = ["BINS", "QUANTILES", "confidence_histograms"]
+__all__ = ["EDGES", "QUANTILES", "confidence_histograms"]
 
-BINS = 20
+EDGES = (
+    0.0,
+    0.1,
+    0.2,
+    0.3,
+    0.4,
+    0.5,
+    0.6,
+    0.7,
+    0.8,
+    0.9,
+    0.95,
+    0.98,
+    0.99,
+    0.995,
+    0.998,
+    0.999,
+    1.0,
+)
 QUANTILES = (5, 25, 50, 75, 95)
 
 
@@ -54,14 +74,14 @@ def confidence_histograms(
     device: torch.device | str = "cpu",
     cache: FeatureCache | None = None,
 ) -> dict[str, object]:
-    """Histograms (BINS equal bins on [0, 1]) and quantiles of the true-label softmax
+    """Histograms (bins EDGES on [0, 1]) and quantiles of the true-label softmax
     probability ``model`` gives the forget, retain and held-out samples of ``data``."""
     model.eval()
     held_out = _without(data.val, data.forgotten_classes)
     splits = {"forget": data.forget, "retain": data.retain, "held_out": held_out}
     present = {name: s for name, s in splits.items() if len(s)}
     features = embed(model, *present.values(), cut=1, device=device, cache=cache)
-    edges = np.linspace(0.0, 1.0, BINS + 1)
+    edges = np.asarray(EDGES)
     groups: dict[str, object] = {}
     for name, split in splits.items():
         conf = np.zeros(0)

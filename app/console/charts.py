@@ -21,6 +21,9 @@ GROUPS = (
 )
 
 
+TICKS = (0.0, 0.5, 0.9, 0.99, 0.999, 1.0)
+
+
 @dataclass(frozen=True)
 class Series:
     name: str
@@ -46,8 +49,16 @@ class Chart:
     right_x: int = WIDTH - RIGHT
 
 
-def _x(value: float) -> float:
-    return round(LEFT + value * (WIDTH - LEFT - RIGHT), 1)
+def _x(value: float, edges: list[float]) -> float:
+    """Bins are drawn equally wide whatever their range (they narrow towards 1)."""
+    bins = len(edges) - 1
+    pos = float(bins)
+    for i in range(bins):
+        if value <= edges[i + 1]:
+            span = edges[i + 1] - edges[i]
+            pos = i + ((value - edges[i]) / span if span else 0.0)
+            break
+    return round(LEFT + max(pos, 0.0) / bins * (WIDTH - LEFT - RIGHT), 1)
 
 
 def _y(share: float, top_share: float) -> float:
@@ -79,11 +90,11 @@ def charts(confidence: Any) -> list[Chart] | None:
             if not group or not group.get("n"):
                 continue
             shares = _shares(group)
-            points = [f"M{_x(edges[0])},{_y(0, top)}"]
+            points = [f"M{_x(edges[0], edges)},{_y(0, top)}"]
             for i, share in enumerate(shares):
                 y = _y(share, top)
-                points.append(f"L{_x(edges[i])},{y}L{_x(edges[i + 1])},{y}")
-            points.append(f"L{_x(edges[-1])},{_y(0, top)}")
+                points.append(f"L{_x(edges[i], edges)},{y}L{_x(edges[i + 1], edges)},{y}")
+            points.append(f"L{_x(edges[-1], edges)},{_y(0, top)}")
             median = group["quantiles"].get("p50")
             series.append(
                 Series(
@@ -93,11 +104,11 @@ def charts(confidence: Any) -> list[Chart] | None:
                     dash,
                     int(group["n"]),
                     "".join(points),
-                    _x(median) if median is not None else None,
+                    _x(median, edges) if median is not None else None,
                     dict(group["quantiles"]),
                 )
             )
-        x_ticks = [(_x(v), f"{v:.1f}") for v in (0.0, 0.25, 0.5, 0.75, 1.0)]
+        x_ticks = [(_x(v, edges), f"{v:g}") for v in TICKS if v in edges]
         y_ticks = [(_y(top * f, top), f"{top * f * 100:.0f}%") for f in (0.0, 0.5, 1.0)]
         out.append(Chart(title, series, x_ticks, y_ticks))
     return out

@@ -28,6 +28,7 @@ ARGS = [
     "--no-first-run",
 ]
 
+PHASES = {"starting", "loading", "unlearning", "verifying", "publishing"}
 REDOC_LOGO = "https://cdn.redoc.ly/redoc/logo-mini.svg"
 
 pytestmark = pytest.mark.slow
@@ -153,9 +154,9 @@ def test_console_in_a_real_browser(browser: Any, console_server: Any, tmp_path: 
     assert keys["admin"].split("_", 2)[2] not in cookie["value"]
 
     # two requests through the API; jobs are held, so both wait queued
-    ids = training_ids(console_server.runtime, limit=6)
-    to_deny = _submit(base, keys["admin"], ids[:3])
-    to_erase = _submit(base, keys["admin"], ids[3:])
+    rt = console_server.runtime
+    to_deny = _submit(base, keys["admin"], training_ids(rt, label=5, limit=3))
+    to_erase = _submit(base, keys["admin"], training_ids(rt, label=3))  # a whole class
     assert {_status(base, keys["admin"], r) for r in (to_deny, to_erase)} == {"queued"}
 
     admin.go("/console/requests?status=queued")
@@ -199,6 +200,11 @@ def test_console_in_a_real_browser(browser: Any, console_server: Any, tmp_path: 
     admin.go(f"/console/requests/{to_erase}")
     assert admin.page.locator("#status").inner_text() == "queued"
     console_server.dispatcher.release()
+    # the poll reloads the page when the job starts, then shows its phase and percentage
+    bar = admin.page.locator("progress#job-progress")
+    bar.wait_for(timeout=180_000)
+    assert admin.page.locator("#status").inner_text() == "running"
+    assert admin.page.locator(".progress .phase").inner_text() in PHASES
     admin.page.locator("#status", has_text="completed").wait_for(timeout=180_000)
     admin.page.get_by_text("erased in version 2").wait_for()
     admin.shot("request-completed")
@@ -210,6 +216,14 @@ def test_console_in_a_real_browser(browser: Any, console_server: Any, tmp_path: 
     assert charts.count() == 2
     assert charts.first.locator("path[stroke]").count() == 3  # forgotten, retained, held-out
     assert admin.page.get_by_text("not recorded").count() == 0
+    medians = {
+        tuple(cells[:2]): float(cells[5])
+        for row in admin.page.locator("details table tbody tr").all()
+        for cells in [[c.text_content() or "" for c in row.locator("td").all()]]
+    }
+    # the forgotten class: confident before, not after; the retained samples stay confident
+    assert medians[("before (parent version)", "forgotten")] > 0.9
+    assert medians[("after", "forgotten")] < 0.2 < 0.9 < medians[("after", "retained")]
     admin.shot("version")
     admin.go("/console/models/digits-cnn/versions/1")
     assert admin.page.locator("#not-recorded").count() == 1

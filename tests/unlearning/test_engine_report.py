@@ -13,7 +13,7 @@ def test_histograms_count_every_sample_and_show_a_forgotten_class_drop(
     before = ul.confidence_histograms(digits_model, class_data)
     groups = before["groups"]
     assert isinstance(groups, dict)
-    assert len(before["bins"]) == ul.report.BINS + 1  # type: ignore[arg-type]
+    assert before["bins"] == list(ul.report.EDGES)
     for name, split in (("forget", class_data.forget), ("retain", class_data.retain)):
         assert groups[name]["n"] == len(split) == sum(groups[name]["counts"])
     # the trained model is confident on the class it learned
