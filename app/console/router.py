@@ -365,6 +365,7 @@ def _audit_context(
         "events": rows,
         "filters": filters,
         "pending": audit.pending_count(session=session),
+        "head": console.chain_head(session=session),
         "next_url": f"?{urlencode({**filters, 'after': rows[-1].seq})}" if more and rows else None,
         "export_url": f"/console/audit/export.jsonl?{urlencode(filters)}",
     }

@@ -9,6 +9,7 @@ from datetime import datetime
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from app.audit.models import AuditHead
 from app.auth.service import Client
 from app.erasure_requests.models import ErasureRequest, RequestStatus
 from app.jobs.models import Job
@@ -106,3 +107,8 @@ def alias_moves(*, session: Session, model: Model) -> list[AliasMove]:
             select(AliasMove).where(AliasMove.model_id == model.id).order_by(AliasMove.id.desc())
         )
     )
+
+
+def chain_head(*, session: Session) -> AuditHead | None:
+    """The sealed chain's tip (sequence number and hash), None before the first event."""
+    return session.get(AuditHead, 1)
