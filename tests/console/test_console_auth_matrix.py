@@ -189,3 +189,37 @@ def test_session_cookie_is_strict_httponly_expiring_and_holds_no_key(
         "/console/sign-in", data={"api_key": key, "signin_token": "x"}, follow_redirects=False
     )
     assert r.status_code == 403
+
+
+# Each console route and the API route it mirrors: the console must demand the same scope.
+TWINS = {
+    ("GET", "/requests"): ("GET", "/v1/erasure-requests"),
+    ("GET", "/requests/{request_id}"): ("GET", "/v1/erasure-requests/{request_id}"),
+    ("GET", "/requests/{request_id}/progress"): ("GET", "/v1/jobs/{job_id}"),
+    ("POST", "/requests/{request_id}/deny"): ("POST", "/v1/erasure-requests/{request_id}/deny"),
+    ("POST", "/requests/{request_id}/extend"): (
+        "POST",
+        "/v1/erasure-requests/{request_id}/extend",
+    ),
+    ("GET", "/models"): ("GET", "/v1/models"),
+    ("GET", "/models/{name}"): ("GET", "/v1/models/{name}/versions"),
+    ("GET", "/models/{name}/versions/{number}"): ("GET", "/v1/models/{name}/versions/{number}"),
+    ("GET", "/audit"): ("GET", "/v1/audit"),
+    ("POST", "/audit/verify"): ("GET", "/v1/audit/verify"),
+    ("GET", "/audit/export.jsonl"): ("GET", "/v1/audit"),
+}
+ADMIN_ONLY = {("GET", "/keys"), ("POST", "/keys"), ("POST", "/keys/{prefix}/revoke")}
+"""Keys are managed with the CLI on the API side; in the console only `admin` may."""
+
+
+def test_console_routes_demand_the_scopes_of_their_api_twins(api_client: Any) -> None:
+    app = api_client.app
+    api = {(m, p): scope_of(r) for p, r in api_routes(app) for m in r.methods or ()}
+    for method, path, route in console_routes(app):
+        if (method, path) in PUBLIC:
+            continue
+        if (method, path) in ADMIN_ONLY:
+            assert scope_of(route) == "admin", (method, path)
+            continue
+        assert (method, path) in TWINS, f"{method} {path}: name the API route it mirrors"
+        assert scope_of(route) == api[TWINS[(method, path)]], (method, path)
