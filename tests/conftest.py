@@ -140,7 +140,7 @@ def make_settings(data_dir: Path, database_url: str, **overrides: Any) -> Any:
         "device": "cpu",
         "heartbeat_interval_s": 0.5,
         "heartbeat_timeout_s": 5.0,
-        "reaper_interval_s": 1.0,
+        "housekeeping_interval_s": 1.0,
     }
     values.update(overrides)
     return Settings(**values)
@@ -154,7 +154,7 @@ def settings(tmp_path: Path, db_url: str) -> Any:
 @pytest.fixture(scope="session")
 def demo_artifacts() -> Any:
     """The demo model trained once per test session (a few seconds on the CPU)."""
-    from workers.demo import train_demo
+    from lethe.demo import train_demo
 
     return train_demo()
 
@@ -169,7 +169,7 @@ def runtime(settings: Any) -> Any:
 @pytest.fixture
 def seeded(runtime: Any, demo_artifacts: Any) -> Any:
     """The runtime with the demo model `digits-cnn` v1 registered."""
-    from workers.demo import seed_demo
+    from lethe.demo import seed_demo
 
     assert seed_demo(runtime, artifacts=demo_artifacts)
     return runtime
@@ -197,7 +197,7 @@ def embedded_client(seeded: Any, request: pytest.FixtureRequest) -> Iterator[Any
     marked `@pytest.mark.overrides(**settings)` gets those settings changed."""
     from fastapi.testclient import TestClient
 
-    from workers.asgi import build_app
+    from lethe.asgi import build_app
 
     marker = request.node.get_closest_marker("overrides")
     app = build_app(seeded.settings.model_copy(update=marker.kwargs if marker else {}))
@@ -249,7 +249,7 @@ class WorkerProcess:
         env = {k: v for k, v in os.environ.items() if not k.startswith("LETHE_")}
         env.update(settings_env(settings))
         # the CLI users run: `lethe worker -Q gpu,default -c 1 --name ... [--beat]`
-        cmd = [sys.executable, "-m", "workers.cli", "worker", "-Q", "gpu,default", "-c", "1"]
+        cmd = [sys.executable, "-m", "lethe.cli", "worker", "-Q", "gpu,default", "-c", "1"]
         cmd += ["--name", name, *(["--beat"] if beat else [])]
         self.log_path = log_path
         self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
@@ -289,7 +289,7 @@ class WorkerProcess:
 def distributed(postgres_url: str, redis_url: str, tmp_path: Path, demo_artifacts: Any) -> Any:
     """PostgreSQL + Redis settings with the demo model seeded; start workers with
     `distributed.worker(name)`. The API in the test process dispatches through Celery."""
-    from workers.demo import seed_demo
+    from lethe.demo import seed_demo
     from workers.runtime import build_runtime
 
     workers: list[WorkerProcess] = []
@@ -316,7 +316,7 @@ def distributed(postgres_url: str, redis_url: str, tmp_path: Path, demo_artifact
         def client(self) -> Any:
             from fastapi.testclient import TestClient
 
-            from workers.asgi import build_app
+            from lethe.asgi import build_app
 
             return TestClient(build_app(self.settings))
 

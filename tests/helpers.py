@@ -70,6 +70,12 @@ class RecordingDispatcher:
     def dispatch(self, job_id: str) -> None:
         self.sent.append(job_id)
 
+    def deliver_callbacks(self) -> None:
+        pass  # nothing sends them here; a test calls the sender itself
+
+    def ping(self) -> bool:
+        return False
+
 
 def recording_app(rt: Any, settings: Any = None) -> tuple[Any, RecordingDispatcher]:
     """The API of runtime `rt` (with `settings` instead of its own, if given) whose jobs
@@ -114,7 +120,7 @@ def accuracy_and_confidence(
     samples `ids`, or on the test split (ids=None), optionally without one class."""
     import torch
 
-    from workers.demo import DEMO_DATASET, DEMO_PARAMS
+    from lethe.demo import DEMO_DATASET, DEMO_PARAMS
     from workers.pipeline import load_dataset
 
     ds = load_dataset(DEMO_DATASET, DEMO_PARAMS)

@@ -145,7 +145,7 @@ def test_duplicate_subject_request_id_returns_the_original(
 def test_subject_identities_find_samples_and_are_not_stored(
     api_client: Any, seeded: Any, admin_headers: dict[str, str]
 ) -> None:
-    from workers.demo import DEMO_DATASET, DEMO_PARAMS
+    from lethe.demo import DEMO_DATASET, DEMO_PARAMS
     from workers.pipeline import load_dataset
 
     ds = load_dataset(DEMO_DATASET, DEMO_PARAMS)

@@ -179,8 +179,8 @@ def test_concurrent_duplicate_subject_request_id_answers_the_original(
     from app.erasure_requests import service
     from app.erasure_requests.models import ErasureRequest
     from app.erasure_requests.schemas import ErasureRequestCreate
+    from lethe.demo import seed_demo
     from tests.conftest import make_settings
-    from workers.demo import seed_demo
     from workers.runtime import build_runtime
 
     rt = build_runtime(make_settings(tmp_path, postgres_url))

@@ -55,13 +55,13 @@ def s3_server() -> Iterator[str]:
 
 
 class ApiProcess:
-    """`python -m workers.cli serve` (what the `lethe serve` entry point runs)."""
+    """`python -m lethe.cli serve` (what the `lethe serve` entry point runs)."""
 
     def __init__(self, settings: Any, log_path: Path):
         self.port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("LETHE_")}
         env.update(settings_env(settings))
-        cmd = [sys.executable, "-m", "workers.cli", "serve", "--host", "127.0.0.1"]
+        cmd = [sys.executable, "-m", "lethe.cli", "serve", "--host", "127.0.0.1"]
         cmd += ["--port", str(self.port)]
         self.log_path = log_path
         self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
@@ -99,7 +99,7 @@ class ApiProcess:
 def stack(
     postgres_url: str, redis_url: str, s3_server: str, tmp_path: Path, demo_artifacts: Any
 ) -> Iterator[Any]:
-    from workers.demo import seed_demo
+    from lethe.demo import seed_demo
     from workers.runtime import build_runtime
 
     settings = make_settings(

@@ -82,7 +82,7 @@ class ApiServer:
         self.log_path = log_path
         self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "workers.cli", "serve"],
+            [sys.executable, "-m", "lethe.cli", "serve"],
             env=env,
             stdout=self._log,
             stderr=subprocess.STDOUT,

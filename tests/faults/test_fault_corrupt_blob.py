@@ -25,7 +25,7 @@ def store_verify(settings: Any) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LETHE_")}
     env.update(settings_env(settings))
     return subprocess.run(
-        [sys.executable, "-m", "workers.cli", "store", "verify"],
+        [sys.executable, "-m", "lethe.cli", "store", "verify"],
         env=env,
         capture_output=True,
         text=True,
@@ -49,7 +49,7 @@ def fetch(client: httpx.Client, path: str, **headers: str) -> tuple[int, dict, b
 def test_corrupt_blob_is_never_served_and_verify_reports_it(
     postgres_url: str, tmp_path: Path, demo_artifacts: Any
 ) -> None:
-    from workers.demo import seed_demo
+    from lethe.demo import seed_demo
     from workers.runtime import build_runtime
 
     settings = make_settings(tmp_path, postgres_url, **NO_GATE)

@@ -50,7 +50,7 @@ def _terminate_backends(database: str, pid: int | None = None) -> int:
 def test_postgres_connections_dropped_under_load(
     postgres_url: str, tmp_path: Path, demo_artifacts: Any
 ) -> None:
-    from workers.demo import seed_demo
+    from lethe.demo import seed_demo
     from workers.runtime import build_runtime
 
     settings = make_settings(tmp_path, postgres_url, **NO_GATE)
@@ -144,7 +144,7 @@ def test_connection_dropped_at_commit_answers_503_and_changes_nothing(
     from sqlalchemy import event
     from sqlalchemy.orm import Session
 
-    from workers.demo import seed_demo
+    from lethe.demo import seed_demo
     from workers.runtime import build_runtime
 
     rt = build_runtime(make_settings(tmp_path, postgres_url))

@@ -46,7 +46,7 @@ class FailingBackend:
 def embedded_on_postgres(postgres_url: str, tmp_path: Path, demo_artifacts: Any) -> Iterator[Any]:
     """The demo model seeded on PostgreSQL; the test swaps the store's backend before it
     starts the API and its embedded worker on this runtime."""
-    from workers.demo import seed_demo
+    from lethe.demo import seed_demo
     from workers.runtime import build_runtime
 
     rt = build_runtime(make_settings(tmp_path, postgres_url, **NO_GATE))

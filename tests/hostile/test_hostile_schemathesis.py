@@ -84,7 +84,7 @@ class Target:
 @pytest.fixture
 def target(postgres_url: str, tmp_path: Path, demo_artifacts: Any) -> Iterator[Target]:
     """The API on PostgreSQL with the demo model, one stored request, and an admin key."""
-    from workers.demo import seed_demo
+    from lethe.demo import seed_demo
     from workers.runtime import build_runtime
 
     rt = build_runtime(make_settings(tmp_path, postgres_url))
