@@ -71,7 +71,7 @@ def _is_json(scope: Scope) -> bool:
     for key, value in scope.get("headers", ()):
         if key.lower() == b"content-type":
             media = value.split(b";")[0].strip().lower()
-            return media == b"application/json" or media.endswith(b"+json")
+            return bool(media == b"application/json" or media.endswith(b"+json"))
     return False
 
 
