@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from tests.conftest import wait_until
-from tests.helpers import erasure_body, training_ids
+from tests.support.requests import erasure_body, training_ids
+from tests.support.services import wait_until
 
 
 def _sealed(rt: Any, subject: str) -> list[str]:

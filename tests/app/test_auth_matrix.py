@@ -16,8 +16,8 @@ from fastapi.routing import APIRoute
 from typer.testing import CliRunner
 
 from app.core.openapi import api_routes, scope_of
-from tests.conftest import create_key
-from tests.helpers import dispatched_job, erasure_body, training_ids
+from tests.support.requests import dispatched_job, erasure_body, training_ids
+from tests.support.service import create_key
 
 PUBLIC = {
     ("GET", "/healthz"),

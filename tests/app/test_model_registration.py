@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 from sqlalchemy import text
 
-from tests.conftest import create_key
-from tests.helpers import erasure_body, wait_for_status
+from tests.support.requests import erasure_body, wait_for_status
+from tests.support.service import create_key
 
 
 def digits_npz(subjects: bool = True) -> bytes:

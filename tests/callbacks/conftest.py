@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from tests.callbacks.callback_receiver import Receiver
-from tests.conftest import make_settings
+from tests.support.service import make_settings
 
 
 @pytest.fixture

@@ -20,15 +20,10 @@ import boto3
 import httpx
 import pytest
 
-from tests.conftest import (
-    WorkerProcess,
-    create_key,
-    free_port,
-    make_settings,
-    settings_env,
-    wait_until,
-)
-from tests.helpers import erasure_body, training_ids, wait_for_status
+from tests.support.processes import WorkerProcess, settings_env
+from tests.support.requests import submit, training_ids, wait_for_status
+from tests.support.service import create_key, make_settings
+from tests.support.services import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 S3 = {"aws_access_key_id": "lethe-test", "aws_secret_access_key": "lethe-test-secret"}
@@ -144,9 +139,8 @@ def test_a_request_over_http_completes_and_the_checkpoint_comes_from_s3(stack: A
         ready = client.get("/readyz")
         assert ready.json()["checks"] == {"database": "ok", "store": "ok", "broker": "ok"}
 
-        resp = client.post("/v1/erasure-requests", json=erasure_body(forget), headers=headers)
-        assert resp.status_code == 202, resp.text
-        done = wait_for_status(client, resp.json()["id"], headers, timeout=90)
+        accepted = submit(client, forget, headers)
+        done = wait_for_status(client, accepted["id"], headers, timeout=90)
         assert done["result_version"] == 2
 
         version = client.get("/v1/models/digits-cnn/versions/2", headers=headers).json()

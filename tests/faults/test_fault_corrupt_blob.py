@@ -14,9 +14,10 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import create_key, make_settings, settings_env
 from tests.faults.fault_checks import NO_GATE, ApiServer, assert_recovered
-from tests.helpers import erasure_body, training_ids, wait_for_status
+from tests.support.processes import settings_env
+from tests.support.requests import erasure_body, training_ids, wait_for_status
+from tests.support.service import create_key, make_settings
 
 CHECKPOINT = "/v1/models/digits-cnn/versions/{}/checkpoint"
 

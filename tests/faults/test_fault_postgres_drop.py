@@ -20,9 +20,10 @@ import httpx
 from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
 
-from tests.conftest import POSTGRES_ADMIN_URL, create_key, make_settings, wait_until
 from tests.faults.fault_checks import NO_GATE, ApiServer, assert_recovered, wait_final
-from tests.helpers import erasure_body, recording_app, training_ids
+from tests.support.requests import erasure_body, recording_app, training_ids
+from tests.support.service import create_key, make_settings
+from tests.support.services import POSTGRES_ADMIN_URL, wait_until
 
 CLIENTS = 6
 DROPS = 4

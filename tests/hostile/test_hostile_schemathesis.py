@@ -49,8 +49,8 @@ from schemathesis.specs.openapi.checks import (
     unsupported_method,
 )
 
-from tests.conftest import create_key, make_settings
-from tests.helpers import erasure_body, recording_app, training_ids
+from tests.support.requests import erasure_body, recording_app, training_ids
+from tests.support.service import create_key, make_settings
 
 pytestmark = pytest.mark.postgres
 

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import make_settings
+from tests.support.service import make_settings
 
 
 @pytest.fixture

@@ -10,14 +10,8 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from tests.helpers import (
-    accuracy_and_confidence,
-    download,
-    erasure_body,
-    load_model,
-    training_ids,
-    wait_for_status,
-)
+from tests.support.checkpoints import accuracy_and_confidence, load_model
+from tests.support.requests import download, erasure_body, training_ids, wait_for_status
 
 
 @pytest.mark.overrides(batch_window_s=3.0, policy_max_ta_drop=100.0)

@@ -13,8 +13,8 @@ import pytest
 from sqlalchemy import text
 from typer.testing import CliRunner
 
-from tests.conftest import create_key
-from tests.helpers import training_ids
+from tests.support.requests import training_ids
+from tests.support.service import create_key
 
 
 @pytest.fixture
@@ -224,7 +224,7 @@ def test_audit_verify_export_and_tampering(
     from app.core.db import session_scope
 
     admin = {"X-API-Key": create_key(seeded, ["admin"])}
-    from tests.helpers import erasure_body
+    from tests.support.requests import erasure_body
 
     api_client.post(
         "/v1/erasure-requests", json=erasure_body(training_ids(seeded, limit=1)), headers=admin
