@@ -37,7 +37,9 @@ class EmbeddedWorker:
     def start(self) -> None:
         self._threads = [
             threading.Thread(target=self._work, name="lethe-embedded-worker", daemon=True),
-            threading.Thread(target=self._tick_loop, name="lethe-embedded-reaper", daemon=True),
+            threading.Thread(
+                target=self._tick_loop, name="lethe-embedded-housekeeping", daemon=True
+            ),
             threading.Thread(
                 target=self._deliver_loop, name="lethe-embedded-callbacks", daemon=True
             ),
