@@ -124,8 +124,8 @@ def main(argv: list[str] | None = None) -> int:
     from app.core.config import Settings
     from app.core.migrate import upgrade
     from app.main import create_app
-    from tests.conftest import create_key
-    from workers.demo import seed_demo
+    from lethe.demo import seed_demo
+    from tests.support.service import create_key
     from workers.runtime import build_runtime
 
     data = Path(tempfile.mkdtemp(prefix="lethe-console-bench-"))

@@ -41,6 +41,7 @@ from app.console.session import COOKIE, SIGNIN_COOKIE
 from app.core.db import utcnow
 from app.core.deps import SessionDep
 from app.core.errors import Forbidden, NotFound, Unauthorized
+from app.erasure_requests import lifecycle
 from app.erasure_requests import service as requests
 from app.erasure_requests.models import FINAL_STATUSES, RequestStatus
 from app.erasure_requests.schemas import DenialGround
@@ -251,7 +252,7 @@ def deny(
     reason: Annotated[str, Form(min_length=1, max_length=1024)],
 ) -> RedirectResponse:
     req = requests.get_request(session=session, request_id=_uuid(request_id), client=viewer.client)
-    requests.deny(session=session, req=req, ground=ground, reason=reason, client=viewer.client)
+    lifecycle.deny(session=session, req=req, ground=ground, reason=reason, client=viewer.client)
     return RedirectResponse(f"/console/requests/{req.id}?done=denied", status_code=303)
 
 
@@ -264,7 +265,7 @@ def extend(
     reason: Annotated[str, Form(min_length=1, max_length=1024)],
 ) -> RedirectResponse:
     req = requests.get_request(session=session, request_id=_uuid(request_id), client=viewer.client)
-    requests.extend(session=session, req=req, months=months, reason=reason, client=viewer.client)
+    lifecycle.extend(session=session, req=req, months=months, reason=reason, client=viewer.client)
     return RedirectResponse(f"/console/requests/{req.id}?done=extended", status_code=303)
 
 

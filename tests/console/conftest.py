@@ -13,7 +13,8 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import create_key, free_port, make_settings, wait_until
+from tests.support.service import create_key, make_settings
+from tests.support.services import free_port, wait_until
 
 
 class HeldDispatcher:
@@ -56,7 +57,7 @@ def console_server(tmp_path: Path, sqlite_template: Path, demo_artifacts: Any) -
     import uvicorn
 
     from app.main import create_app
-    from workers.demo import seed_demo
+    from lethe.demo import seed_demo
     from workers.embedded import EmbeddedWorker
     from workers.runtime import build_runtime
 

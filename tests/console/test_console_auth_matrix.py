@@ -14,8 +14,8 @@ from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
 from app.core.openapi import api_routes, scope_of
-from tests.conftest import create_key
-from tests.helpers import erasure_body, training_ids
+from tests.support.requests import erasure_body, training_ids
+from tests.support.service import create_key
 
 PUBLIC = {
     ("GET", "/"),

@@ -15,7 +15,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.helpers import erasure_body, training_ids
+from tests.support.requests import erasure_body, training_ids
 
 CHROMIUM = Path("/usr/bin/chromium")
 ARGS = [
