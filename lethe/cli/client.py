@@ -101,23 +101,53 @@ def requests_wait(
     request_id: str,
     timeout: Annotated[float, typer.Option(help="seconds")] = 3600.0,
     interval: Annotated[float, typer.Option(help="seconds between polls")] = 2.0,
+    progress: Annotated[bool, typer.Option(help="show the job's phase and progress")] = True,
     url: Url = DEFAULT_URL,
     key: Key = "",
 ) -> None:
-    """Wait until the request ends; exit 1 unless it completed."""
+    """Wait until the request ends, drawing its job's phase and percentage (on stderr);
+    print the request (stdout) and where to download the new version; exit 1 unless it
+    completed."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TimeElapsedColumn
+
+    err = Console(stderr=True)
+    bar = Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        TaskProgressColumn(),
+        "{task.fields[phase]}",
+        TimeElapsedColumn(),
+        console=err,
+        disable=not progress,
+    )
     try:
-        with _client(url, key) as lethe:
-            req = lethe.wait(
-                request_id,
-                timeout=timeout,
-                interval=interval,
-                on_update=lambda r: typer.echo(f"{r['status']}", err=True),
-            )
+        with _client(url, key) as lethe, bar:
+            task = bar.add_task(f"request {request_id[:8]}", total=100, phase="")
+
+            def show(req: dict[str, Any]) -> None:
+                phase, done = req["status"], 0.0
+                if req.get("job_id") and req["status"] in ("running", "completed"):
+                    job = lethe.job(req["job_id"])
+                    phase, done = f"{req['status']}: {job['phase']}", float(job["progress"])
+                bar.update(task, completed=done, phase=phase)
+
+            req = lethe.wait(request_id, timeout=timeout, interval=interval, on_poll=show)
     except (ApiError, httpx.HTTPError, TimeoutError) as exc:
         raise _fail(exc) from None
     _out(req)
     if req["status"] != "completed":
+        reason = f": {req['status_reason']}" if req.get("status_reason") else ""
+        err.print(f"request {req['status']}{reason}", soft_wrap=True, markup=False)
         raise typer.Exit(1)
+    model, number = req["model"], req["result_version"]
+    err.print(
+        f"erased in {model} version {number}; download it with "
+        f"`lethe versions download {model} {number}` "
+        f"(GET {url.rstrip('/')}/v1/models/{model}/versions/{number}/checkpoint)",
+        soft_wrap=True,
+        markup=False,
+    )
 
 
 @requests_app.command("cancel")

@@ -58,19 +58,22 @@ def test_submit_wait_list_download(
     )
     req = json.loads(out.stdout)
     assert req["status"] in ("received", "queued", "running") and req["sample_count"] == 2
-    done = json.loads(
-        cli(
-            embedded_client,
-            seeded.settings,
-            "requests",
-            "wait",
-            req["id"],
-            "--interval",
-            "0.2",
-            key=key,
-        ).stdout
+    waited = cli(
+        embedded_client,
+        seeded.settings,
+        "requests",
+        "wait",
+        req["id"],
+        "--interval",
+        "0.2",
+        key=key,
     )
+    done = json.loads(waited.stdout)
     assert done["status"] == "completed" and done["result_version"] == 2
+    # the progress bar ends at the job's last phase, 100 %, then says where to download
+    assert "completed: published" in waited.stderr and "100%" in waited.stderr
+    assert "lethe versions download digits-cnn 2" in waited.stderr
+    assert "/v1/models/digits-cnn/versions/2/checkpoint" in waited.stderr
     got = json.loads(
         cli(embedded_client, seeded.settings, "requests", "get", req["id"], key=key).stdout
     )
