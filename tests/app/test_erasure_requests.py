@@ -125,6 +125,16 @@ def test_submit_get_list_cancel(
     ).json()
     assert samples == sorted(ids[2:4])
 
+    # a request past the statuses that can be canceled: the answer names those that can
+    denied = f"/v1/erasure-requests/{created[2]['id']}"
+    resp = api_client.post(
+        f"{denied}/deny", json={"ground": "legal_claims", "reason": "x"}, headers=admin_headers
+    )
+    assert resp.status_code == 200, resp.text
+    refused = api_client.delete(denied, headers=admin_headers)
+    assert refused.status_code == 409
+    assert "still received or queued" in refused.json()["detail"]
+
 
 def test_duplicate_subject_request_id_returns_the_original(
     api_client: Any, seeded: Any, admin_headers: dict[str, str]
