@@ -50,6 +50,22 @@ class VersionList(BaseModel):
     items: list[VersionRead]
 
 
+class SampleRead(BaseModel):
+    """One training sample of a model's manifest. The subject is never shown: only whether
+    the sample belongs to one (its keyed hash stays inside Lethe)."""
+
+    sample_id: str
+    label: int
+    has_subject: bool
+    erased_in_version: int | None
+    """The version that erased it; null while it is still learned by the latest version."""
+
+
+class SampleList(BaseModel):
+    items: list[SampleRead]
+    next_cursor: str | None
+
+
 class AliasRead(BaseModel):
     model: str
     alias: str

@@ -226,6 +226,20 @@ def erased_sample_ids(*, session: Session, model_id: int) -> list[str]:
     )
 
 
+def list_samples(
+    *, session: Session, model_id: int, after: str | None, limit: int, erased: bool | None
+) -> list[TrainingSample]:
+    """The model's training samples ordered by sample id, those after `after`; at most
+    `limit`. `erased` keeps only erased (True) or only still-learned (False) samples."""
+    q = select(TrainingSample).where(TrainingSample.model_id == model_id)
+    if after is not None:
+        q = q.where(TrainingSample.sample_id > after)
+    if erased is not None:
+        column = TrainingSample.erased_in_version
+        q = q.where(column.is_not(None) if erased else column.is_(None))
+    return list(session.scalars(q.order_by(TrainingSample.sample_id).limit(limit)))
+
+
 def count_samples(*, session: Session, model_id: int) -> int:
     return (
         session.scalar(
