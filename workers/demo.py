@@ -72,6 +72,7 @@ def seed_demo(
             stored_bytes=put.new_bytes,
             metrics=metrics,
             actor="system:seed-demo",
+            subject_identity_type="user_id" if ds.train.subjects else None,
         )
     log.info("registered %s v1 (TA %.2f)", name, metrics.get("TA", float("nan")))
     return True

@@ -101,6 +101,10 @@ class UnknownSamples(Unprocessable):
     type, title = "unknown-samples", "Unknown sample ids"
 
 
+class WrongIdentityType(Unprocessable):
+    type, title = "wrong-identity-type", "Identity type not used by this model"
+
+
 class ServiceUnavailable(LetheError):
     status, type, title = 503, "service-unavailable", "Service temporarily unavailable"
 

@@ -76,6 +76,7 @@ def _read(session: SessionDep, model: Model) -> ModelRead:
         auto_promote=model.auto_promote,
         latest_version=latest.number if latest else 0,
         training_samples=service.count_samples(session=session, model_id=model.id),
+        subject_identity_types=[model.subject_identity_type] if model.subject_identity_type else [],
         created_at=model.created_at,
     )
 

@@ -18,6 +18,9 @@ class ModelRead(BaseModel):
     auto_promote: bool
     latest_version: int
     training_samples: int
+    subject_identity_types: list[str]
+    """The identity types a request's `subject_identities` must use for this model (the
+    type its subjects were registered under); empty when none is recorded."""
     created_at: datetime
 
 

@@ -41,6 +41,7 @@ class ModelRef:
 
     id: int
     name: str
+    subject_identity_type: str | None = None
 
 
 _refs: dict[tuple[Any, int | str], ModelRef] = {}
@@ -55,10 +56,12 @@ def model_ref(
     ref = _refs.get(key)
     if ref is None:
         where = Model.name == name if name is not None else Model.id == id
-        row = session.execute(select(Model.id, Model.name).where(where)).one_or_none()
+        row = session.execute(
+            select(Model.id, Model.name, Model.subject_identity_type).where(where)
+        ).one_or_none()
         if row is None:
             return None  # not cached: the model may be registered a moment later
-        ref = ModelRef(row.id, row.name)
+        ref = ModelRef(row.id, row.name, row.subject_identity_type)
         _refs[(url, ref.name)] = _refs[(url, ref.id)] = ref
     return ref
 
@@ -117,8 +120,10 @@ def register_model(
     metrics: dict[str, Any],
     actor: str,
     auto_promote: bool = True,
+    subject_identity_type: str | None = None,
 ) -> Model:
-    """Register a model with version 1 and its training-set manifest (inserted in bulk)."""
+    """Register a model with version 1 and its training-set manifest (inserted in bulk).
+    `subject_identity_type` is the type the samples' subject refs were hashed under."""
     if session.scalar(select(Model.id).where(Model.name == name)) is not None:
         raise Conflict(f"a model named {name!r} already exists")
     model = Model(
@@ -128,6 +133,7 @@ def register_model(
         dataset_id=dataset_id,
         dataset_params=dataset_params,
         auto_promote=auto_promote,
+        subject_identity_type=subject_identity_type,
     )
     session.add(model)
     session.flush()
