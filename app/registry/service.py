@@ -4,9 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, select
+from sqlalchemy import Table, func, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from app.audit import service as audit
@@ -261,11 +262,18 @@ def count_samples(*, session: Session, model_id: int) -> int:
 
 
 def put_architecture_spec(*, session: Session, arch_id: str, tensors: dict[str, Any]) -> None:
-    row = session.get(ArchitectureSpec, arch_id)
-    if row is None:
-        session.add(ArchitectureSpec(arch_id=arch_id, tensors=tensors))
-    elif row.tensors != tensors:
-        row.tensors = tensors
+    """Insert or replace an architecture's spec in one statement (INSERT ... ON CONFLICT DO
+    UPDATE), so workers of a fleet that start at the same instant all succeed: the database
+    serialises them on the row instead of failing all but one on the primary key."""
+    table = cast(Table, ArchitectureSpec.__table__)
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    stmt = insert(table).values(arch_id=arch_id, tensors=tensors, updated_at=utcnow())
+    session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[table.c.arch_id],
+            set_={"tensors": stmt.excluded.tensors, "updated_at": stmt.excluded.updated_at},
+        )
+    )
 
 
 def architecture_spec(*, session: Session, arch_id: str) -> dict[str, Any]:
