@@ -1,7 +1,6 @@
 from __future__ import annotations
 
 import base64
-import re
 from typing import Annotated, Literal
 
 from fastapi import (
@@ -22,8 +21,8 @@ from sqlalchemy import select
 from app.audit import service as audit
 from app.auth.service import Client
 from app.core.deps import SessionDep, SettingsDep, require
-from app.core.errors import BadRequest, Forbidden, RangeNotSatisfiable
-from app.registry import registration, service
+from app.core.errors import BadRequest, Forbidden
+from app.registry import downloads, registration, service
 from app.registry.models import Model, ModelVersion, TrainingSample
 from app.registry.schemas import (
     MAX_VERSION,
@@ -236,59 +235,7 @@ def get_alias_history(alias: str, session: SessionDep, model: ModelDep) -> Alias
     )
 
 
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
-
-
-def _parse_range(header: str, size: int) -> tuple[int, int] | None:
-    """One `bytes=a-b` range as [start, end); None to serve the whole file."""
-    m = _RANGE.match(header.strip())
-    if not m or (not m.group(1) and not m.group(2)):
-        return None
-    first, last = m.group(1), m.group(2)
-    if first:
-        start = int(first)
-        end = min(int(last) + 1, size) if last else size
-    else:
-        start, end = max(size - int(last), 0), size
-    if start >= size or start >= end:
-        raise RangeNotSatisfiable(
-            f"range {header!r} is outside the checkpoint's {size} bytes",
-            headers={"Content-Range": f"bytes */{size}"},
-        )
-    return start, end
-
-
 _CHECKPOINT = "/{name}/versions/{number}/checkpoint"
-
-
-def _checkpoint_headers(
-    model: Model, v: ModelVersion, range_: str | None, if_none_match: str | None
-) -> tuple[int, dict[str, str], tuple[int, int] | None]:
-    """What GET and HEAD answer for a checkpoint: status, headers and the byte span."""
-    etag = f'"{v.checkpoint_sha256}"'
-    headers = {
-        "ETag": etag,
-        "Accept-Ranges": "bytes",
-        "X-Checkpoint-Sha256": v.checkpoint_sha256,
-        "Content-Disposition": f'attachment; filename="{model.name}-v{v.number}.safetensors"',
-        "Content-Type": "application/octet-stream",
-    }
-    if if_none_match and (
-        if_none_match.strip() == "*"
-        or etag in [t.strip().removeprefix("W/") for t in if_none_match.split(",")]
-    ):
-        del headers["Content-Type"]
-        return 304, headers, None
-    span = _parse_range(range_, v.checkpoint_size) if range_ else None
-    if span is None:
-        digest = base64.b64encode(bytes.fromhex(v.checkpoint_sha256)).decode()
-        headers["Repr-Digest"] = f"sha-256=:{digest}:"
-        headers["Content-Length"] = str(v.checkpoint_size)
-        return 200, headers, None
-    start, end = span
-    headers["Content-Range"] = f"bytes {start}-{end - 1}/{v.checkpoint_size}"
-    headers["Content-Length"] = str(end - start)
-    return 206, headers, span
 
 
 @router.get(
@@ -319,7 +266,7 @@ def download_checkpoint(
     `Content-Range` (416 outside the file); `Repr-Digest` (RFC 9530) on full responses.
     """
     v = service.get_version(session=session, model=model, number=number)
-    status, headers, span = _checkpoint_headers(model, v, range_, if_none_match)
+    status, headers, span = downloads.checkpoint_headers(model, v, range_, if_none_match)
     if status == 304:
         return Response(status_code=304, headers=headers)
     store = request.app.state.store
@@ -360,7 +307,7 @@ def checkpoint_headers(
     """The download's headers without its body (size, ETag = sha256, Repr-Digest), as GET
     answers them; not audited as a download, since no byte of the checkpoint is sent."""
     v = service.get_version(session=session, model=model, number=number)
-    status, headers, _ = _checkpoint_headers(model, v, range_, if_none_match)
+    status, headers, _ = downloads.checkpoint_headers(model, v, range_, if_none_match)
     return Response(status_code=status, headers=headers)
 
 
