@@ -45,7 +45,7 @@ run: install
 	LETHE_HOST=$(HOST) LETHE_PORT=$(PORT) $(BIN)/lethe demo
 
 lint: install-dev
-	$(BIN)/ruff check app workers unlearning models_store migrations tests
+	$(BIN)/ruff check app workers lethe unlearning models_store migrations tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 

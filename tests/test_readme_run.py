@@ -17,7 +17,7 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import free_port, wait_until
+from tests.support.services import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 

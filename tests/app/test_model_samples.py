@@ -7,8 +7,8 @@ from typing import Any
 
 from sqlalchemy import select
 
-from tests.conftest import create_key
-from tests.helpers import erasure_body, training_ids, wait_for_status
+from tests.support.requests import erasure_body, training_ids, wait_for_status
+from tests.support.service import create_key
 
 URL = "/v1/models/digits-cnn/samples"
 

@@ -11,9 +11,9 @@ import boto3
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.conftest import make_settings
 from tests.models_store.conftest import s3_endpoint  # noqa: F401 - the moto server fixture
 from tests.models_store.store_harness import CREDENTIALS, REGION
+from tests.support.service import make_settings
 
 
 def _app(tmp_path: Path, endpoint: str, bucket: str, **overrides: Any) -> Any:

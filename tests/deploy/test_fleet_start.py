@@ -17,8 +17,10 @@ import httpx
 import pytest
 from sqlalchemy import select, text
 
-from tests.conftest import make_settings, settings_env, wait_until
 from tests.deploy.test_deploy_e2e import ApiProcess
+from tests.support.processes import settings_env, stop_process_group
+from tests.support.service import make_settings
+from tests.support.services import wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -31,7 +33,7 @@ class Worker:
     def __init__(self, settings: Any, log_path: Path, *, queue: str, name: str):
         env = {k: v for k, v in os.environ.items() if not k.startswith("LETHE_")}
         env.update(settings_env(settings))
-        cmd = [sys.executable, "-m", "workers.cli", "worker", "-Q", queue, "-c", "1"]
+        cmd = [sys.executable, "-m", "lethe.cli", "worker", "-Q", queue, "-c", "1"]
         self.name, self.log_path = name, log_path
         self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
@@ -49,15 +51,7 @@ class Worker:
         return b"ready." in self.log_path.read_bytes()
 
     def stop(self) -> None:
-        import signal
-
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=10)
+        stop_process_group(self.proc)
         self._log.close()
 
 
