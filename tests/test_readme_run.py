@@ -100,7 +100,9 @@ def test_readme_run_command_serves_the_demo_and_the_try_it_block_runs_as_written
         wait_until(healthy, timeout=120, interval=0.5, what="the demo to serve /healthz")
         print(f"demo up after {time.monotonic() - started:.1f}s (install already done)")
         printed = "".join(output)
-        assert base in printed, "the run command did not say where it serves"
+        assert f"export LETHE_URL={base}" in printed, "the run command did not say where"
+        for step in ("migrating the database", "the demo model digits-cnn"):
+            assert f"==> {step}" in printed, f"the run command did not announce {step!r}"
         key = re.search(r"Demo API key \(admin\): (lethe_\S+)", printed)
         assert key, "the run command printed no API key"
 
