@@ -13,9 +13,15 @@ TORCH_VERSION ?= 2.14.1
 TORCHVISION_VERSION ?= 0.29.1
 TORCH_SPEC ?= torch==$(TORCH_VERSION) torchvision==$(TORCHVISION_VERSION)
 PIP := $(BIN)/python -m pip --disable-pip-version-check
-# Where `make run` serves; LETHE_HOST / LETHE_PORT in the environment are honoured too.
-HOST ?= $(or $(LETHE_HOST),127.0.0.1)
-PORT ?= $(or $(LETHE_PORT),8000)
+# Where `make run` serves: `make run PORT=8080 HOST=0.0.0.0`, else LETHE_PORT / LETHE_HOST
+# from the environment. A HOST or PORT merely in the environment (some shells export
+# HOST=<hostname>) is ignored.
+ifneq ($(origin HOST),command line)
+HOST := $(or $(LETHE_HOST),127.0.0.1)
+endif
+ifneq ($(origin PORT),command line)
+PORT := $(or $(LETHE_PORT),8000)
+endif
 # $(call say,message) announces a step (no commas in a message: make splits arguments on them)
 say = @printf '\n==> %s\n' $(1)
 
