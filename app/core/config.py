@@ -32,6 +32,9 @@ class Settings(BaseSettings):
     s3_region: str | None = None
     s3_access_key_id: str | None = None
     s3_secret_access_key: SecretStr | None = None
+    s3_create_bucket: bool = True
+    """Create the store's bucket when it is missing (on the first readiness check or
+    worker start); false where Lethe's credentials may not create buckets."""
     device: str = "auto"
     """torch device for unlearning: auto (cuda when available), cpu, cuda, cuda:1, ..."""
     feature_cache_dir: Path | None = None

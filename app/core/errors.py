@@ -114,6 +114,10 @@ class UnknownSamples(Unprocessable):
     type, title = "unknown-samples", "Unknown sample ids"
 
 
+class WrongIdentityType(Unprocessable):
+    type, title = "wrong-identity-type", "Identity type not used by this model"
+
+
 class ValidationFailed(Unprocessable):
     type, title = "validation-error", "Validation failed"
 

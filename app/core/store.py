@@ -16,4 +16,5 @@ def open_settings_store(settings: Settings) -> Any:
         s3_region=settings.s3_region,
         s3_access_key_id=settings.s3_access_key_id,
         s3_secret_access_key=secret.get_secret_value() if secret else None,
+        s3_create_bucket=settings.s3_create_bucket,
     )

@@ -158,7 +158,10 @@ def cancel(*, session: Session, req: ErasureRequest, client: Client) -> ErasureR
             "it can no longer be canceled",
             job_id=req.job_id,
         )
-    raise Conflict(f"request {req.id} is {req.status.value}; only pending requests can be canceled")
+    raise Conflict(
+        f"request {req.id} is {req.status.value}; only a request that is still received or "
+        "queued (no job has started on it) can be canceled"
+    )
 
 
 def extend(

@@ -18,7 +18,14 @@ from app.callbacks import targets
 from app.core.config import Settings
 from app.core.db import utcnow
 from app.core.deadlines import add_months, days_left
-from app.core.errors import BadRequest, Conflict, Forbidden, NotFound, Unprocessable
+from app.core.errors import (
+    BadRequest,
+    Conflict,
+    Forbidden,
+    NotFound,
+    Unprocessable,
+    WrongIdentityType,
+)
 from app.core.subjects import subject_ref
 from app.erasure_requests import storage
 from app.erasure_requests.models import (
@@ -44,6 +51,7 @@ def _resolve_samples(
                 "per request; split the request"
             )
         return ids  # checked against the training set as they are linked (_link_samples)
+    _check_identity_types(model, body)
     secret = settings.secret_key.get_secret_value()
     refs = [
         subject_ref(secret, i.identity_type, i.identity_value)
@@ -56,6 +64,30 @@ def _resolve_samples(
             "nothing was stored"
         )
     return ids
+
+
+def _check_identity_types(model: ModelRef, body: ErasureRequestCreate) -> None:
+    """An identity of a type the model's subjects are not registered under can never match:
+    refuse it by name, rather than as a subject the model does not hold."""
+    expected = model.subject_identity_type
+    identities = body.subject_identities or []
+    wrong = [i for i, x in enumerate(identities) if expected and x.identity_type != expected]
+    if wrong:
+        given = sorted({identities[i].identity_type for i in wrong})
+        raise WrongIdentityType(
+            f"model {model.name!r} identifies its data subjects by {expected!r}, not by "
+            f"{', '.join(map(repr, given))}; send identities of type {expected!r} "
+            f"(GET /v1/models/{model.name} shows its subject_identity_types); nothing was "
+            "stored",
+            identity_types=[expected],
+            errors=[
+                {
+                    "pointer": f"/subject_identities/{i}/identity_type",
+                    "detail": f"this model's identity type is {expected!r}",
+                }
+                for i in wrong
+            ],
+        )
 
 
 # Every column is given on submit (None unless set), so the stored row is known in full

@@ -159,4 +159,5 @@ def register(
         metrics={},
         actor=client.actor,
         auto_promote=upload.auto_promote,
+        subject_identity_type=upload.subject_identity_type if manifest.subject_refs else None,
     )

@@ -41,9 +41,27 @@ def _out(data: Any) -> None:
 def _fail(exc: Exception) -> typer.Exit:
     if isinstance(exc, ApiError):
         typer.echo(json.dumps(exc.problem, indent=2), err=True)
+    elif isinstance(exc, httpx.TransportError):
+        typer.echo(_unreachable(exc), err=True)
     else:
         typer.echo(str(exc), err=True)
     return typer.Exit(1)
+
+
+def _unreachable(exc: httpx.TransportError) -> str:
+    """Which URL could not be reached, why, and what to do."""
+    try:
+        url = exc.request.url
+        where = f"{url.scheme}://{url.netloc.decode()}"
+        what = f" ({exc.request.method} {url.path})"
+    except RuntimeError:  # an error raised before a request existed
+        where, what = "the Lethe API", ""
+    reason = str(exc) or exc.__class__.__name__
+    return (
+        f"lethe: could not reach the Lethe API at {where}{what}: {reason}\n"
+        f"Is Lethe running there? `make run` (or `lethe serve`) serves {DEFAULT_URL} by "
+        "default; set LETHE_URL (or pass --url) to the address it printed."
+    )
 
 
 @requests_app.command("submit")
@@ -288,9 +306,9 @@ def builtin_manifest(dataset: str, params: dict[str, Any]) -> bytes:
 
 def _factory() -> Any:
     from app.core.config import get_settings
-    from app.core.db import make_engine, make_session_factory
+    from lethe.cli.database import existing_database
 
-    return make_session_factory(make_engine(get_settings().resolved_database_url))
+    return existing_database(get_settings())
 
 
 @audit_app.command("verify")

@@ -127,6 +127,16 @@ def test_submit_get_list_cancel(
     ).json()
     assert samples == sorted(ids[2:4])
 
+    # a request past the statuses that can be canceled: the answer names those that can
+    denied = f"/v1/erasure-requests/{created[2]['id']}"
+    resp = api_client.post(
+        f"{denied}/deny", json={"ground": "legal_claims", "reason": "x"}, headers=admin_headers
+    )
+    assert resp.status_code == 200, resp.text
+    refused = api_client.delete(denied, headers=admin_headers)
+    assert refused.status_code == 409
+    assert "still received or queued" in refused.json()["detail"]
+
 
 def test_duplicate_subject_request_id_returns_the_original(
     api_client: Any, seeded: Any, admin_headers: dict[str, str]
@@ -173,6 +183,35 @@ def test_subject_identities_find_samples_and_are_not_stored(
         for table in ("training_samples", "erasure_requests", "audit_events", "audit_pending"):
             dump = " ".join(str(r) for r in s.execute(text(f"SELECT * FROM {table}")))
             assert subject not in dump, f"raw identity stored in {table}"
+
+
+def test_an_identity_of_the_wrong_type_is_refused_by_name(
+    api_client: Any, seeded: Any, admin_headers: dict[str, str]
+) -> None:
+    from lethe.demo import DEMO_DATASET, DEMO_PARAMS
+    from workers.pipeline import load_dataset
+
+    model = api_client.get("/v1/models/digits-cnn", headers=admin_headers).json()
+    assert model["subject_identity_types"] == ["user_id"]
+    subject = load_dataset(DEMO_DATASET, DEMO_PARAMS).train.subjects[0]
+    body = erasure_body([])
+    del body["sample_ids"]
+    body["subject_identities"] = [
+        {"identity_type": "user_id", "identity_value": subject},
+        {"identity_type": "email", "identity_value": subject},
+    ]
+    resp = api_client.post("/v1/erasure-requests", json=body, headers=admin_headers)
+    assert resp.status_code == 422
+    problem = resp.json()
+    assert problem["type"].endswith("/wrong-identity-type")
+    assert problem["identity_types"] == ["user_id"] and "'email'" in problem["detail"]
+    assert [e["pointer"] for e in problem["errors"]] == ["/subject_identities/1/identity_type"]
+    # a subject of the right type that the model does not hold is a different problem
+    body["subject_identities"] = [{"identity_type": "user_id", "identity_value": "nobody"}]
+    unknown = api_client.post("/v1/erasure-requests", json=body, headers=admin_headers)
+    assert unknown.status_code == 422
+    assert not unknown.json()["type"].endswith("/wrong-identity-type")
+    assert _count_requests(seeded) == 0
 
 
 def test_audit_chain_records_and_verifies(

@@ -134,6 +134,8 @@ def test_metrics(api_client: Any, seeded: Any, admin_headers: dict[str, str]) ->
     )
     dispatched_job(api_client)
     api_client.get("/v1/models/nope", headers=admin_headers)
+    for page in ("/docs", "/redoc", "/openapi.json", "/nowhere"):
+        api_client.get(page)
     resp = api_client.get("/metrics")
     assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/plain")
     text = resp.text
@@ -144,6 +146,9 @@ def test_metrics(api_client: Any, seeded: Any, admin_headers: dict[str, str]) ->
     assert (
         'lethe_http_requests_total{method="GET",route="/v1/models/{name}",status="404"} 1.0' in text
     )
+    for page in ("/docs", "/redoc", "/openapi.json"):  # the docs have labels of their own
+        assert f'lethe_http_requests_total{{method="GET",route="{page}",status="200"}} 1.0' in text
+    assert 'lethe_http_requests_total{method="GET",route="unmatched",status="404"} 1.0' in text
     assert 'lethe_erasure_requests{status="queued"} 1.0' in text
     assert "lethe_queue_depth 1.0" in text
     assert 'lethe_jobs{status="queued"} 1.0' in text
