@@ -11,6 +11,7 @@ from fastapi import FastAPI
 
 from app.audit.router import router as audit_router
 from app.audit.sealer import audit_sealer
+from app.auth.gate import AuthGate, RouteTable
 from app.callbacks.router import router as callbacks_router
 from app.callbacks.router import webhooks_router
 from app.core.config import Settings, get_settings
@@ -26,6 +27,7 @@ from app.jobs.scheduler import scheduler
 from app.observability.metrics import Metrics
 from app.observability.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from app.observability.router import router as metrics_router
+from app.opendsr import keys as opendsr_keys
 from app.opendsr.router import install as install_opendsr
 from app.opendsr.router import router as opendsr_router
 from app.registry.router import router as models_router
@@ -103,7 +105,12 @@ def create_app(
         IdempotencyMiddleware,
         session_factory=app.state.session_factory,
         ttl_s=settings.idempotency_ttl_s,
+        lease_s=settings.idempotency_lease_s,
+        secret=settings.secret_key.get_secret_value(),
+        signers={"/opendsr/": lambda body: opendsr_keys.signed_headers(settings, body)},
     )
+    app.state.routes = RouteTable(app)
+    app.add_middleware(AuthGate, table=app.state.routes, session_factory=session_factory)
     app.add_middleware(
         BodyLimitMiddleware,
         default=settings.max_body_bytes,

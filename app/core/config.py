@@ -91,6 +91,10 @@ class Settings(BaseSettings):
     """Body limit of model registration (multipart: checkpoint and training-set npz)."""
     idempotency_ttl_s: int = Field(24 * 3600, ge=60)
     """How long a response stored under an `Idempotency-Key` is replayed."""
+    idempotency_lease_s: float = Field(30.0, gt=0)
+    """An attempt holding an `Idempotency-Key` blocks retries (409) this long at most: a
+    retry after an attempt that died (a crashed API process) runs the request again, or
+    replays its response if that attempt committed."""
     log_format: Literal["json", "text"] = "json"
 
     @model_validator(mode="after")
