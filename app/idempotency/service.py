@@ -28,8 +28,8 @@ import base64
 import hashlib
 import hmac
 from dataclasses import dataclass
-from typing import Any, cast
 from datetime import timedelta
+from typing import Any, cast
 
 from sqlalchemy import ColumnElement, CursorResult, delete, select, update
 from sqlalchemy.exc import IntegrityError

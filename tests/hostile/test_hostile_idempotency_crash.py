@@ -8,6 +8,7 @@ stays locked. Real PostgreSQL, a real `lethe serve` process.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import signal
 import threading
@@ -51,15 +52,13 @@ def test_keys_of_a_killed_api_are_leases_that_expire(
     try:
 
         def post(key: str) -> None:
-            try:
+            with contextlib.suppress(httpx.HTTPError):  # the server died under it
                 first[key] = httpx.post(
                     f"{api.base}/v1/erasure-requests",
                     json=bodies[key],
                     headers={**headers, "Idempotency-Key": key},
                     timeout=30,
                 )
-            except httpx.HTTPError:
-                pass  # the server died under it
 
         threads = [threading.Thread(target=post, args=(k,)) for k in bodies]
         for t in threads:
