@@ -31,7 +31,12 @@ def list_events(
         raise BadRequest("the cursor is not one this API returned; start without it")
     service.seal(session=session)
     rows = service.list_events(
-        session=session, after=int(cursor or 0), limit=limit + 1, type=type, subject=subject
+        session=session,
+        after=int(cursor or 0),
+        limit=limit + 1,
+        type=type,
+        subject=subject,
+        models=client.models,
     )
     more = len(rows) > limit
     rows = rows[:limit]

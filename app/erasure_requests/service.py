@@ -23,7 +23,7 @@ from app.callbacks import targets
 from app.core.config import Settings
 from app.core.db import utcnow
 from app.core.deadlines import add_months, days_left
-from app.core.errors import BadRequest, Conflict, Forbidden, NotFound, UnknownSamples, Unprocessable
+from app.core.errors import BadRequest, Conflict, NotFound, UnknownSamples, Unprocessable
 from app.core.subjects import subject_ref
 from app.erasure_requests.models import (
     FINAL_STATUSES,
@@ -114,9 +114,20 @@ def _refuse_unknown(session: Session, model: ModelRef, sample_ids: list[str]) ->
 
 
 def _original(
-    session: Session, existing: ErasureRequest, model: ModelRef, sample_ids: list[str]
+    session: Session,
+    existing: ErasureRequest,
+    model: ModelRef,
+    sample_ids: list[str],
+    client: Client,
 ) -> ErasureRequest:
-    """A repeated `subject_request_id`: the original if it names the same samples, else 409."""
+    """A repeated `subject_request_id`: the original if it names the same samples, else 409
+    (naming the original only to a client that may see it)."""
+    if existing.model_id != model.id:
+        other = model_ref(session=session, id=existing.model_id)
+        if other is None or not client.may_use_model(other.name):
+            raise Conflict(
+                f"subject_request_id {existing.subject_request_id} cannot be used; send a new one"
+            )
     same = existing.model_id == model.id and set(sample_ids) == set(
         session.scalars(
             select(ErasureRequestSample.sample_id).where(
@@ -233,13 +244,11 @@ def submit(
     urls = [str(u) for u in body.status_callback_urls]
     targets.check_targets(urls, settings, pointer="/status_callback_urls")
     model = model_ref(session=session, name=body.model)
-    if model is None:
+    if model is None or not client.may_use_model(model.name):  # another portal's: unknown
         raise Unprocessable(
             f"no model named {body.model!r}; GET /v1/models lists them",
             errors=[{"pointer": "/model", "detail": "unknown model"}],
         )
-    if not client.may_use_model(model.name):
-        raise Forbidden(f"this API key may not act on model {model.name!r}")
     srid = str(body.subject_request_id)
     sample_ids = _resolve_samples(session, model, body, settings)
     now = utcnow()
@@ -281,7 +290,7 @@ def submit(
         )
         if raced is None:
             raise Conflict(f"subject_request_id {srid} is being submitted concurrently; retry")
-        return _original(session, raced, model, sample_ids), False
+        return _original(session, raced, model, sample_ids, client), False
     if urls:
         callbacks.request_status_changed(session=session, request_ids=[req.id])
     # The job is made after the commit, off the request path (app.jobs.scheduler).
@@ -298,8 +307,8 @@ def get_request(*, session: Session, request_id: str, client: Client) -> Erasure
         raise NotFound(f"no erasure request {request_id}")
     model = model_ref(session=session, id=req.model_id)
     assert model is not None  # a foreign key
-    if not client.may_use_model(model.name):
-        raise Forbidden(f"this API key may not act on model {model.name!r}")
+    if not client.may_use_model(model.name):  # another portal's request does not exist for it
+        raise NotFound(f"no erasure request {request_id}")
     return req
 
 
