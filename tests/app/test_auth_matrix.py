@@ -1,7 +1,8 @@
 """Auth on every route: 401 without / with an unknown / with a revoked key, 403 with the
 wrong scope; a key limited to other models (a second portal) gets what it would get for
-a resource that does not exist, without any of the first portal's ids. Walks `app.routes`, so a new route is covered
-(or must be declared public here) the moment it is added. Keys: CLI create/list/revoke;
+a resource that does not exist, without any of the first portal's ids. Walks
+`app.routes`, so a new route is covered (or must be declared public here) the moment it
+is added. Keys: CLI create/list/revoke;
 no key ever appears in the logs."""
 
 from __future__ import annotations
