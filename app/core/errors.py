@@ -143,7 +143,11 @@ def install_error_handlers(app: FastAPI) -> None:
                 BadRequest("the request body could not be decoded: send UTF-8 encoded JSON"),
                 request,
             )
-        err = LetheError(str(exc.detail), headers=dict(exc.headers or {}))
+        headers = dict(exc.headers or {})
+        routes = getattr(request.app.state, "routes", None)
+        if exc.status_code == 405 and routes is not None:  # every method the path takes
+            headers["Allow"] = ", ".join(routes.allowed(request.url.path))
+        err = LetheError(str(exc.detail), headers=headers)
         err.status = exc.status_code
         err.type = {400: "bad-request", 404: "not-found", 405: "method-not-allowed"}.get(
             exc.status_code, "http-error"
