@@ -50,6 +50,8 @@ class Settings(BaseSettings):
     """Retry n of a callback waits about base * 2**(n-1) seconds (with jitter, capped)."""
     callback_backoff_max_s: float = Field(3600.0, gt=0)
     callback_timeout_s: float = Field(10.0, gt=0)
+    max_webhooks_per_model: int = Field(20, ge=1)
+    """Webhooks one model may have at a time (each event is sent to every one of them)."""
     opendsr_processor_domain: str = "localhost"
     """Sent as `X-OpenDSR-Processor-Domain`: the domain the OpenDSR certificate is issued to."""
     opendsr_key_path: Path | None = None
