@@ -9,6 +9,7 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from app.audit.checkpoints import checkpointer, signing_key
 from app.audit.router import router as audit_router
 from app.audit.sealer import audit_sealer
 from app.auth.gate import AuthGate, RouteTable
@@ -72,6 +73,9 @@ def create_app(
         scheduler(session_factory, dispatcher, settings),
         audit_sealer(session_factory, interval_s=settings.audit_seal_interval_s),
     ]
+    store = store or open_settings_store(settings)
+    audit_key = signing_key(settings)
+    loops.append(checkpointer(session_factory, store, settings, audit_key))
 
     @asynccontextmanager
     async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -96,7 +100,8 @@ def create_app(
     )
     app.state.settings = settings
     app.state.session_factory = session_factory
-    app.state.store = store or open_settings_store(settings)
+    app.state.store = store
+    app.state.audit_key = audit_key
     app.state.dispatcher = dispatcher
     install_error_handlers(app)
     app.state.metrics = Metrics(app.state.session_factory)

@@ -1,7 +1,7 @@
 """Problems of the callbacks domain.
 
-    Conflict (409)
-    └── WebhookLimitReached   the model has `max_webhooks_per_model` webhooks already
+Conflict (409)
+└── WebhookLimitReached   the model has `max_webhooks_per_model` webhooks already
 """
 
 from __future__ import annotations
@@ -11,4 +11,3 @@ from app.core.errors import Conflict
 
 class WebhookLimitReached(Conflict):
     type, title = "webhook-limit-reached", "Too many webhooks on this model"
-

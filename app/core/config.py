@@ -74,6 +74,14 @@ class Settings(BaseSettings):
     audit_seal_interval_s: float = Field(1.0, gt=0)
     """Each API process seals pending audit events after every commit that stored some,
     and at least this often (events written by workers and the CLI)."""
+    audit_checkpoint_interval_s: float = Field(60.0, gt=0)
+    """Each API process signs a checkpoint of the audit log (when it grew) this often."""
+    audit_signing_key_path: Path | None = None
+    """Ed25519 PEM key signing audit checkpoints; keep it OFF the database host. Empty: one
+    generated once at data_dir/audit/signing-key.pem."""
+    audit_checkpoint_retain_days: int = Field(0, ge=0)
+    """S3 store: Object Lock (compliance) retention of each checkpoint, in days (the bucket
+    must have Object Lock enabled); 0: a conditional put only."""
     visibility_timeout_s: int = Field(7200, ge=60)
     """Redis redelivers an unacknowledged job after this; longer than any job may run."""
 
