@@ -71,7 +71,8 @@ def _rechain(conn: Any, rows: list[Any], start: int) -> None:
         conn.execute(
             text(
                 "INSERT INTO audit_events"
-                " (seq, created_at, type, actor, subject, data, prev_hash, hash) VALUES (:seq, :c, :t, :a, :s, :d, :p, :h)"
+                " (seq, created_at, type, actor, subject, data, prev_hash, hash)"
+                " VALUES (:seq, :c, :t, :a, :s, :d, :p, :h)"
             ),
             {
                 "seq": seq,
