@@ -15,6 +15,7 @@ from app.audit.sealer import audit_sealer
 from app.auth.gate import AuthGate, RouteTable
 from app.callbacks.router import router as callbacks_router
 from app.callbacks.router import webhooks_router
+from app.core.admission import AdmissionLimit
 from app.core.config import Settings, get_settings
 from app.core.db import Dispatcher, make_engine, make_session_factory
 from app.core.errors import install_error_handlers
@@ -121,6 +122,7 @@ def create_app(
         default=settings.max_body_bytes,
         uploads={"POST /v1/models": settings.max_upload_bytes},
     )
+    app.add_middleware(AdmissionLimit, max_in_flight=settings.max_in_flight_requests)
     app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics)
     app.include_router(metrics_router)
     for router in (

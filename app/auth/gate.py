@@ -20,13 +20,27 @@ from typing import Any
 from anyio import to_thread
 from fastapi import routing
 from fastapi.routing import APIRoute
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.routing import compile_path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.auth.service import Client, authenticate
-from app.observability.middleware import header, replaying
+from app.core.errors import ServiceUnavailable
+from app.observability.middleware import header, replaying, send_problem
 
 _CLIENT, _ROUTE = "lethe_client", "lethe_route"
+
+
+def unavailable(exc: Exception) -> ServiceUnavailable:
+    """503 for a database that is down or has no free connection, in a middleware."""
+    err = ServiceUnavailable(
+        "the database is unreachable or busy; nothing was changed, retry later",
+        headers={"Retry-After": "1"},
+    )
+    if isinstance(exc, PoolTimeout):
+        err.type, err.title = "overloaded", "Server overloaded"
+    return err
 
 
 def token_of(scope: Scope) -> str | None:
@@ -115,7 +129,11 @@ class AuthGate:
                 with self.factory() as session:
                     return authenticate(session=session, token=token)
 
-            client = await to_thread.run_sync(_auth)
+            try:
+                client = await to_thread.run_sync(_auth)
+            except (OperationalError, PoolTimeout) as exc:  # outside the route's handlers
+                await send_problem(send, unavailable(exc), scope["path"], [])
+                return
         if client is None:  # the route answers 401 without ever seeing the body
             await self.app(scope, replaying(b"", receive), send)
             return

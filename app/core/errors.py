@@ -13,6 +13,8 @@
     │   └── UnknownSamples (422, lists the ids)
     │   (a value the database refuses, sqlalchemy's DataError, is answered 422 too)
     └── ServiceUnavailable (503)
+        (an exhausted database pool, sqlalchemy's TimeoutError, is answered 503 too, as
+        are requests beyond the admission limit: `app.core.admission`)
 
 Every problem has a stable `type` URI under PROBLEM_BASE, a `title`, a `detail`
 that says what to fix, and optional extension members.
@@ -27,6 +29,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 PROBLEM_BASE = "https://lethe.dev/problems/"
@@ -165,6 +168,18 @@ def install_error_handlers(app: FastAPI) -> None:
             "(\\u0000) characters and numbers must be in range; nothing was changed"
         )
         err.type = "invalid-value"
+        return problem_response(err, request)
+
+    @app.exception_handler(PoolTimeout)
+    async def _pool_full(request: Request, exc: PoolTimeout) -> JSONResponse:
+        # `QueuePool limit ... reached`: every connection is busy; shed, do not fail
+        log.warning("database pool exhausted: %s", str(exc).splitlines()[0])
+        err = ServiceUnavailable(
+            "the server is overloaded (no database connection free); nothing was changed, "
+            "retry later",
+            headers={"Retry-After": "1"},
+        )
+        err.type, err.title = "overloaded", "Server overloaded"
         return problem_response(err, request)
 
     @app.exception_handler(OperationalError)

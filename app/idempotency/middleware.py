@@ -10,13 +10,16 @@ the client gets a 503 and nothing of the change or the key is kept.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 
 from anyio import CancelScope, to_thread
+from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from sqlalchemy.orm import Session
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from app.auth.gate import client_of
+from app.auth.gate import client_of, unavailable
 from app.core.errors import BadRequest, Conflict, LetheError, ServiceUnavailable, Unprocessable
 from app.idempotency import service
 from app.observability.middleware import (
@@ -27,6 +30,7 @@ from app.observability.middleware import (
     send_problem,
 )
 
+log = logging.getLogger("lethe.idempotency")
 HEADER = b"idempotency-key"
 CLAIM = "lethe_idempotency"
 """Scope state: the `Claim` of this attempt; tells the request dependency to hand over."""
@@ -73,18 +77,22 @@ class IdempotencyMiddleware:
         target = path + ("?" + scope["query_string"].decode() if scope.get("query_string") else "")
         digest = service.fingerprint(self.secret, scope["method"], target, body)
         factory = self.factory
-        outcome = await to_thread.run_sync(
-            lambda: service.begin(
-                factory,  # type: ignore[arg-type]
-                client_id=client.key_id,
-                key=key,
-                method=scope["method"],
-                path=target,
-                digest=digest,
-                ttl_s=self.ttl_s,
-                lease_s=self.lease_s,
+        try:
+            outcome = await to_thread.run_sync(
+                lambda: service.begin(
+                    factory,  # type: ignore[arg-type]
+                    client_id=client.key_id,
+                    key=key,
+                    method=scope["method"],
+                    path=target,
+                    digest=digest,
+                    ttl_s=self.ttl_s,
+                    lease_s=self.lease_s,
+                )
             )
-        )
+        except (OperationalError, PoolTimeout) as exc:
+            await send_problem(send, unavailable(exc), path, [])
+            return
         if outcome.kind == "mismatch":
             reused = Unprocessable(
                 "this Idempotency-Key was already used for a different request; "
@@ -160,16 +168,20 @@ class IdempotencyMiddleware:
         handed = state.pop(HANDOVER, None)
         if handed is not None:  # the route changed something: commit it with its response
             start, response = await self._commit(handed, claim, key, start, response, headers, kept)
-        else:
-            await to_thread.run_sync(
-                lambda: service.complete(
-                    factory,  # type: ignore[arg-type]
-                    claim=claim,
-                    status_code=status,
-                    headers=headers,
-                    body=kept,
+        else:  # nothing changed: store the answer on its own (if that fails, the lease
+            # runs out and a retry runs the request again, which changes nothing either)
+            try:
+                await to_thread.run_sync(
+                    lambda: service.complete(
+                        factory,  # type: ignore[arg-type]
+                        claim=claim,
+                        status_code=status,
+                        headers=headers,
+                        body=kept,
+                    )
                 )
-            )
+            except (OperationalError, PoolTimeout):
+                log.warning("the response to Idempotency-Key %r could not be stored", key)
         await send(start)
         await send({"type": "http.response.body", "body": response})
 
