@@ -160,7 +160,13 @@ class IdempotencyMiddleware:
                     await to_thread.run_sync(handed.close)
                 await to_thread.run_sync(lambda: service.abandon(factory, claim=claim))  # type: ignore[arg-type]
             raise
-        assert start is not None
+        if start is None:  # the client went away before any answer: keep nothing
+            handed = state.pop(HANDOVER, None)
+            with CancelScope(shield=True):
+                if handed is not None:
+                    await to_thread.run_sync(handed.close)
+                await to_thread.run_sync(lambda: service.abandon(factory, claim=claim))  # type: ignore[arg-type]
+            return
         status, response = start["status"], b"".join(chunks)
         signer = self._signer(scope["path"])
         signed = frozenset(n.lower() for n in signer(b"")) if signer else frozenset()
