@@ -297,3 +297,31 @@ def proof(session: Session, store: Any, *, seq: int, size: int | None = None) ->
         return None
     path = merkle.inclusion_proof(seq - 1, have)
     return Proof(seq, have[seq - 1].hex(), cp.size, [p.hex() for p in path], cp)
+
+
+@dataclass(frozen=True)
+class LogVerification:
+    """The chain's verdict (`service.verify`), then the checkpoints': the newest in the
+    store and the one supplied (an auditor's copy), each checked against the log."""
+
+    chain: audit.Verification
+    newest: Checkpoint | None
+    checked: int
+    ok: bool
+    reason: str | None
+
+
+def verify_log(
+    session: Session, store: Any, key: Ed25519PublicKey, supplied: Checkpoint | None = None
+) -> LogVerification:
+    chain = audit.verify(session=session)
+    latest = newest(store)
+    ok, reason, checked = chain.ok, chain.reason, 0
+    for cp in (latest, supplied):
+        if cp is None:
+            continue
+        finding = verify_against(session, cp, key)
+        checked += 1
+        if not finding.ok and ok:
+            ok, reason = False, finding.reason
+    return LogVerification(chain, latest, checked, ok, reason)

@@ -62,18 +62,13 @@ def verify(session: SessionDep, request: Request, client: Auditor) -> AuditVerif
 def _verified(
     session: SessionDep, request: Request, supplied: checkpoints.Checkpoint | None
 ) -> AuditVerification:
-    result = AuditVerification(**dataclasses.asdict(service.verify(session=session)))
-    store, key = request.app.state.store, request.app.state.audit_key
-    newest = checkpoints.newest(store)
-    result.checkpoint = CheckpointRead.model_validate(newest) if newest else None
-    for cp in (newest, supplied):
-        if cp is None:
-            continue
-        finding = checkpoints.verify_against(session, cp, key.public)
-        result.checkpoints_checked += 1
-        if not finding.ok and result.ok:
-            result.ok, result.reason = False, finding.reason
-    return result
+    state = request.app.state
+    found = checkpoints.verify_log(session, state.store, state.audit_key.public, supplied)
+    return AuditVerification(
+        **{**dataclasses.asdict(found.chain), "ok": found.ok, "reason": found.reason},
+        checkpoint=CheckpointRead.model_validate(found.newest) if found.newest else None,
+        checkpoints_checked=found.checked,
+    )
 
 
 @router.post("/verify", response_model=AuditVerification)
