@@ -125,6 +125,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--saturation-seconds", type=float, default=15)
     p.add_argument("--concurrency", type=int, default=16)
     p.add_argument("--timeout", type=float, default=10)
+    p.add_argument("--max-in-flight", type=int, default=None, help="LETHE_MAX_IN_FLIGHT_REQUESTS")
+    p.add_argument(
+        "--rate", type=float, default=None, help="offer this rate, not factor × saturation"
+    )
     p.add_argument("--json", type=Path)
     args = p.parse_args(argv)
     report: dict[str, Any] = {"args": vars(args) | {"json": str(args.json)}}
@@ -132,13 +136,16 @@ def main(argv: list[str] | None = None) -> int:
         data_dir = Path(tmp)
         key, ids = seed(db_url, data_dir, BROKER)
         port = free_port()
-        env = lethe_env(db_url, data_dir, LETHE_BROKER_URL=BROKER, LETHE_PORT=str(port))
+        extra = {"LETHE_BROKER_URL": BROKER, "LETHE_PORT": str(port)}
+        if args.max_in_flight:
+            extra["LETHE_MAX_IN_FLIGHT_REQUESTS"] = str(args.max_in_flight)
+        env = lethe_env(db_url, data_dir, **extra)
         cmd = [sys.executable, "-m", "workers.cli", "serve"]
         with server(cmd, env, port, "/healthz") as base:
             saturation = asyncio.run(
                 closed(base, key, ids, args.concurrency, args.saturation_seconds)
             )
-            rate = args.factor * saturation
+            rate = args.rate or args.factor * saturation
             report["saturation_rps"] = round(saturation, 1)
             report["offered_rps"] = round(rate, 1)
             out = asyncio.run(open_loop(base, key, ids, rate, args.duration, args.timeout))

@@ -95,7 +95,7 @@ class Settings(BaseSettings):
     policy_fallback_method: str | None = None
     """Method to try when the verification gate refuses a result (e.g. `retrain`)."""
 
-    max_in_flight_requests: int = Field(24, ge=1)
+    max_in_flight_requests: int = Field(8, ge=1)
     """Requests one API process serves at once; more are answered 503 with Retry-After at
     once (shedding). Keep it at or below the database pool (10 + 20 overflow)."""
     max_ids_per_request: int = Field(10_000, ge=1)
