@@ -42,7 +42,7 @@ def main(argv: list[str] | None = None) -> int:
         env = lethe_env(url, Path(tmp), LETHE_PORT=str(port), LETHE_BROKER_URL=BROKER)
         import sys
 
-        with server([sys.executable, "-m", "workers.cli", "serve"], env, port, "/healthz") as base:
+        with server([sys.executable, "-m", "lethe.cli", "serve"], env, port, "/healthz") as base:
             stop = threading.Event()
             health: list[float] = []
 

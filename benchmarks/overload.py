@@ -140,7 +140,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.max_in_flight:
             extra["LETHE_MAX_IN_FLIGHT_REQUESTS"] = str(args.max_in_flight)
         env = lethe_env(db_url, data_dir, **extra)
-        cmd = [sys.executable, "-m", "workers.cli", "serve"]
+        cmd = [sys.executable, "-m", "lethe.cli", "serve"]
         with server(cmd, env, port, "/healthz") as base:
             saturation = asyncio.run(
                 closed(base, key, ids, args.concurrency, args.saturation_seconds)

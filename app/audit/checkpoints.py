@@ -37,7 +37,7 @@ from sqlalchemy.orm import Session
 from app.audit import merkle
 from app.audit import service as audit
 from app.audit.models import AuditEvent
-from app.core.background import BackgroundLoop, Signal
+from app.core.after_commit import BackgroundLoop, Signal
 from app.core.config import Settings
 from app.core.db import session_scope
 
@@ -219,10 +219,26 @@ def verify_against(session: Session, checkpoint: Checkpoint, key: Ed25519PublicK
 _NEVER = Signal("audit_checkpoint_never")  # the checkpointer wakes on its interval only
 
 
+def key_path(settings: Settings) -> Path:
+    return settings.audit_signing_key_path or settings.data_dir / "audit" / "signing-key.pem"
+
+
+def public_key(*, pem_file: Path | None, settings: Settings) -> Ed25519PublicKey:
+    """The key checkpoints are checked with: a public key PEM an auditor holds, else that of
+    the configured signing key (never created here). ValueError saying what is missing."""
+    if pem_file is not None:
+        loaded = serialization.load_pem_public_key(pem_file.read_bytes())
+        if not isinstance(loaded, Ed25519PublicKey):
+            raise ValueError(f"{pem_file} is not an Ed25519 public key")
+        return loaded
+    path = key_path(settings)
+    if not path.exists():
+        raise ValueError(f"no audit signing key at {path}; pass the public key (--public-key)")
+    return SigningKey(path).public
+
+
 def signing_key(settings: Settings) -> SigningKey:
-    return SigningKey(
-        settings.audit_signing_key_path or settings.data_dir / "audit" / "signing-key.pem"
-    )
+    return SigningKey(key_path(settings))
 
 
 def checkpoint_now(

@@ -36,7 +36,7 @@ from sqlalchemy import (
 from sqlalchemy.orm import Session
 
 from app.audit.models import AuditEvent, AuditHead, AuditPending
-from app.core.background import Signal
+from app.core.after_commit import Signal
 from app.core.db import utcnow
 
 GENESIS = "0" * 64

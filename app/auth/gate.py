@@ -26,7 +26,7 @@ from starlette.routing import compile_path
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 from app.auth.service import Client, authenticate
-from app.core.errors import ServiceUnavailable
+from app.core.errors import Overloaded, ServiceUnavailable
 from app.observability.middleware import header, replaying, send_problem
 
 _CLIENT, _ROUTE = "lethe_client", "lethe_route"
@@ -34,13 +34,11 @@ _CLIENT, _ROUTE = "lethe_client", "lethe_route"
 
 def unavailable(exc: Exception) -> ServiceUnavailable:
     """503 for a database that is down or has no free connection, in a middleware."""
-    err = ServiceUnavailable(
+    kind = Overloaded if isinstance(exc, PoolTimeout) else ServiceUnavailable
+    return kind(
         "the database is unreachable or busy; nothing was changed, retry later",
         headers={"Retry-After": "1"},
     )
-    if isinstance(exc, PoolTimeout):
-        err.type, err.title = "overloaded", "Server overloaded"
-    return err
 
 
 def token_of(scope: Scope) -> str | None:

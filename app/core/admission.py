@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.core.errors import ServiceUnavailable
+from app.core.errors import Overloaded
 from app.observability.middleware import send_problem
 
 EXEMPT = frozenset({"/healthz", "/readyz", "/metrics"})
@@ -30,12 +30,11 @@ class AdmissionLimit:
             return
         if self.in_flight >= self.limit:  # one event loop: no lock needed
             self.shed += 1
-            busy = ServiceUnavailable(
+            busy = Overloaded(
                 f"this server is at its limit of {self.limit} requests in flight; nothing "
                 "was done, retry after the Retry-After seconds",
                 headers={"Retry-After": str(self.retry_after_s)},
             )
-            busy.type, busy.title = "overloaded", "Server overloaded"
             await send_problem(send, busy, scope["path"], [])
             return
         self.in_flight += 1

@@ -20,7 +20,13 @@ from sqlalchemy.orm import Session
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.auth.gate import client_of, unavailable
-from app.core.errors import BadRequest, Conflict, LetheError, ServiceUnavailable, Unprocessable
+from app.core.errors import (
+    BadRequest,
+    IdempotencyKeyInUse,
+    IdempotencyKeyReused,
+    LetheError,
+    ServiceUnavailable,
+)
 from app.idempotency import service
 from app.observability.middleware import (
     header,
@@ -94,12 +100,11 @@ class IdempotencyMiddleware:
             await send_problem(send, unavailable(exc), path, [])
             return
         if outcome.kind == "mismatch":
-            reused = Unprocessable(
+            reused = IdempotencyKeyReused(
                 "this Idempotency-Key was already used for a different request; "
                 "use a new key for a new request",
                 idempotency_key=key,
             )
-            reused.type, reused.title = "idempotency-key-reused", "Idempotency key reused"
             await send_problem(send, reused, path, [])
             return
         if outcome.kind == "in_progress":
@@ -233,7 +238,7 @@ class IdempotencyMiddleware:
                 await to_thread.run_sync(session.close)  # rolls back what was not committed
         if committed:
             return start, response
-        if not isinstance(err, Conflict):  # nothing kept: the client may retry the key
+        if not isinstance(err, IdempotencyKeyInUse):  # nothing kept: the client may retry the key
             factory = self.factory
             await to_thread.run_sync(lambda: service.abandon(factory, claim=claim))  # type: ignore[arg-type]
         if err is None:
@@ -241,11 +246,9 @@ class IdempotencyMiddleware:
         return problem_message(err)
 
 
-def _in_use(key: str) -> Conflict:
-    err = Conflict(
+def _in_use(key: str) -> IdempotencyKeyInUse:
+    return IdempotencyKeyInUse(
         "a request with this Idempotency-Key is still being processed; retry later",
         headers={"Retry-After": "1"},
         idempotency_key=key,
     )
-    err.type, err.title = "idempotency-key-in-use", "Request in progress"
-    return err

@@ -6,14 +6,14 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tests.conftest import create_key
-from tests.helpers import erasure_body, training_ids
+from tests.support.requests import erasure_body, training_ids
+from tests.support.service import create_key
 
 
 def test_a_portal_sees_only_its_models_audit_and_no_foreign_ids(
     api_client: Any, seeded: Any, demo_artifacts: Any
 ) -> None:
-    from workers.demo import seed_demo
+    from lethe.demo import seed_demo
 
     assert seed_demo(seeded, name="other-model", artifacts=demo_artifacts)
     scopes = ["erasure:write", "erasure:read", "audit:read"]

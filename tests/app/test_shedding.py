@@ -10,7 +10,7 @@ import pytest
 from fastapi.testclient import TestClient
 from sqlalchemy import func, select
 
-from tests.helpers import erasure_body, recording_app, training_ids
+from tests.support.requests import erasure_body, recording_app, training_ids
 
 
 def _count(rt: Any) -> int:
@@ -73,7 +73,7 @@ def test_an_exhausted_database_pool_is_503_not_500(
         pytest.skip("the connection pool of PostgreSQL")
     from app.core.db import make_engine, make_session_factory
     from app.main import create_app
-    from tests.helpers import RecordingDispatcher
+    from tests.support.requests import RecordingDispatcher
 
     engine = make_engine(
         seeded.settings.resolved_database_url, pool_size=1, max_overflow=0, pool_timeout=0.2

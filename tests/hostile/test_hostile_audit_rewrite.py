@@ -17,7 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import create_engine, text
 
-from tests.helpers import erasure_body, training_ids
+from tests.support.requests import erasure_body, training_ids
 
 
 def _events(client: Any, headers: dict[str, str], n: int, seeded: Any) -> None:

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import create_key
+from tests.support.service import create_key
 
 
 def _big_body(limit: int) -> bytes:

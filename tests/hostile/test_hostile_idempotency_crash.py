@@ -19,9 +19,10 @@ from typing import Any
 import httpx
 from sqlalchemy import select, update
 
-from tests.conftest import create_key, make_settings, wait_until
 from tests.faults.fault_checks import ApiServer
-from tests.helpers import erasure_body, training_ids
+from tests.support.requests import erasure_body, training_ids
+from tests.support.service import create_key, make_settings
+from tests.support.services import wait_until
 
 
 def _state(rt: Any) -> tuple[dict[str, str], set[str]]:
@@ -38,7 +39,7 @@ def _state(rt: Any) -> tuple[dict[str, str], set[str]]:
 def test_keys_of_a_killed_api_are_leases_that_expire(
     tmp_path: Path, postgres_url: str, demo_artifacts: Any
 ) -> None:
-    from workers.demo import seed_demo
+    from lethe.demo import seed_demo
     from workers.runtime import build_runtime
 
     settings = make_settings(tmp_path, postgres_url, idempotency_lease_s=2.0)

@@ -21,8 +21,8 @@ import httpx
 import pytest
 from sqlalchemy.engine import make_url
 
-from tests.conftest import create_key, make_settings
 from tests.faults.fault_checks import ApiServer
+from tests.support.service import create_key, make_settings
 
 DOMAIN = "localhost"
 
@@ -67,7 +67,7 @@ def _redis_values(url: str) -> bytes:
 def test_identities_are_nowhere_at_rest(
     tmp_path: Path, postgres_url: str, redis_url: str, demo_artifacts: Any
 ) -> None:
-    from workers.demo import DEMO_DATASET, DEMO_PARAMS, seed_demo
+    from lethe.demo import DEMO_DATASET, DEMO_PARAMS, seed_demo
     from workers.pipeline import load_dataset
     from workers.runtime import build_runtime
 

@@ -35,7 +35,7 @@ def test_ranges_with_huge_numbers_are_416_or_ignored(
 def test_webhooks_per_model_are_capped(seeded: Any, admin_headers: dict[str, str]) -> None:
     from fastapi.testclient import TestClient
 
-    from tests.helpers import recording_app
+    from tests.support.requests import recording_app
 
     settings = seeded.settings.model_copy(
         update={"callback_allowed_hosts": "127.0.0.1", "max_webhooks_per_model": 3}
