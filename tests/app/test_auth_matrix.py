@@ -33,7 +33,7 @@ BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/v1/erasure-requests/{request_id}/deny"): {"ground": "legal_claims", "reason": "x"},
     ("PUT", "/v1/models/{name}/aliases/{alias}"): {"version": 1},
 }
-MODEL_BOUND = ("{name}", "{request_id}", "{job_id}", "{subject_request_id}")
+MODEL_BOUND = ("{name}", "{request_id}", "{job_id}", "{subject_request_id}", "{seq}")
 
 
 def _operations(app: Any) -> list[tuple[str, str, APIRoute]]:
@@ -69,6 +69,7 @@ def test_every_route_requires_a_key_with_the_right_scope_and_model(
         "subject_request_id": created["subject_request_id"],
         "number": "1",
         "alias": "production",
+        "seq": "1",
     }
     revoked = create_key(seeded, ["admin"], name="to-revoke")
     from app.auth.service import revoke_key
@@ -83,6 +84,7 @@ def test_every_route_requires_a_key_with_the_right_scope_and_model(
         "request_id": str(uuid.uuid4()),
         "job_id": str(uuid.uuid4()),
         "subject_request_id": str(uuid.uuid4()),
+        "seq": "999999999",
     }
     foreign = [created["id"], created["subject_request_id"], values["job_id"]]
     checked, failures = 0, []
