@@ -9,11 +9,14 @@ from typing import Any
 
 from fastapi import FastAPI
 
+from app.audit.checkpoints import checkpointer, signing_key
 from app.audit.router import router as audit_router
 from app.audit.sealer import audit_sealer
+from app.auth.gate import AuthGate, RouteTable
 from app.callbacks.router import router as callbacks_router
 from app.callbacks.router import webhooks_router
 from app.console.app import install as install_console
+from app.core.admission import AdmissionLimit
 from app.core.after_commit import Dispatcher
 from app.core.config import Settings, get_settings
 from app.core.db import make_engine, make_session_factory
@@ -29,6 +32,7 @@ from app.jobs.scheduler import scheduler
 from app.observability.metrics import Metrics
 from app.observability.middleware import BodyLimitMiddleware, RequestContextMiddleware
 from app.observability.router import router as metrics_router
+from app.opendsr import keys as opendsr_keys
 from app.opendsr.router import install as install_opendsr
 from app.opendsr.router import router as opendsr_router
 from app.registry.router import router as models_router
@@ -67,6 +71,9 @@ def create_app(
         scheduler(session_factory, dispatcher, settings),
         audit_sealer(session_factory, interval_s=settings.audit_seal_interval_s),
     ]
+    store = store or open_settings_store(settings)
+    audit_key = signing_key(settings)
+    loops.append(checkpointer(session_factory, store, settings, audit_key))
 
     @asynccontextmanager
     async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -93,7 +100,8 @@ def create_app(
     )
     app.state.settings = settings
     app.state.session_factory = session_factory
-    app.state.store = store or open_settings_store(settings)
+    app.state.store = store
+    app.state.audit_key = audit_key
     app.state.dispatcher = dispatcher
     install_error_handlers(app)
     app.state.metrics = Metrics(app.state.session_factory)
@@ -102,12 +110,18 @@ def create_app(
         IdempotencyMiddleware,
         session_factory=app.state.session_factory,
         ttl_s=settings.idempotency_ttl_s,
+        lease_s=settings.idempotency_lease_s,
+        secret=settings.secret_key.get_secret_value(),
+        signers={"/opendsr/": lambda body: opendsr_keys.signed_headers(settings, body)},
     )
+    app.state.routes = RouteTable(app)
+    app.add_middleware(AuthGate, table=app.state.routes, session_factory=session_factory)
     app.add_middleware(
         BodyLimitMiddleware,
         default=settings.max_body_bytes,
         uploads={"POST /v1/models": settings.max_upload_bytes},
     )
+    app.add_middleware(AdmissionLimit, max_in_flight=settings.max_in_flight_requests)
     app.add_middleware(RequestContextMiddleware, metrics=app.state.metrics)
     app.include_router(metrics_router)
     for router in (

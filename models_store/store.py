@@ -247,6 +247,18 @@ class ModelStore:
                 self.backend.write_blob(digest, SliceReader(source, base, length))
             return digest
 
+    # write-once records (signed audit checkpoints) ---------------------------------------
+
+    def put_record(self, key: str, data: bytes, *, retain_days: int = 0) -> bool:
+        """Write ``data`` under ``key`` once; False, writing nothing, if the key exists."""
+        return self.backend.write_record(_record_key(key), data, retain_days=retain_days)
+
+    def get_record(self, key: str) -> bytes:
+        return self.backend.read_record(_record_key(key))
+
+    def list_records(self, prefix: str) -> list[str]:
+        return self.backend.list_records(_record_key(prefix))
+
     def has_blob(self, digest: str) -> bool:
         return self.backend.has_blob(check_digest(digest))
 
@@ -330,3 +342,13 @@ def _hash_tensor(reader: SliceReader, tensor: HeaderTensor, file_hash: hashlib._
         file_hash.update(chunk)
         remaining -= len(chunk)
     return hasher.hexdigest()
+
+
+def _record_key(key: str) -> str:
+    parts = key.split("/")
+    if not key or any(
+        p in ("", ".", "..") or not p.replace("-", "").replace("_", "").replace(".", "").isalnum()
+        for p in parts
+    ):
+        raise ValueError(f"not a record key: {key!r}")
+    return key

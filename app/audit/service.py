@@ -20,7 +20,19 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
 
-from sqlalchemy import FromClause, Insert, Table, bindparam, delete, func, insert, select
+from sqlalchemy import (
+    ColumnElement,
+    FromClause,
+    Insert,
+    Table,
+    bindparam,
+    delete,
+    func,
+    insert,
+    literal,
+    or_,
+    select,
+)
 from sqlalchemy.orm import Session
 
 from app.audit.models import AuditEvent, AuditHead, AuditPending
@@ -215,6 +227,24 @@ def verify(*, session: Session) -> Verification:
     return Verification(True, checked, head_seq)
 
 
+def visible_to(models: frozenset[str]) -> ColumnElement[bool]:
+    """The events a key limited to `models` may read: those about the models, their
+    requests and their jobs. Nothing else (other portals' events, API keys) exists for it."""
+    from app.erasure_requests.models import ErasureRequest
+    from app.jobs.models import Job
+    from app.registry.models import Model
+
+    names = sorted(models)
+    ids = select(Model.id).where(Model.name.in_(names))
+    return or_(
+        AuditEvent.subject.in_([f"model:{n}" for n in names]),
+        AuditEvent.subject.in_(
+            select(literal("request:") + ErasureRequest.id).where(ErasureRequest.model_id.in_(ids))
+        ),
+        AuditEvent.subject.in_(select(literal("job:") + Job.id).where(Job.model_id.in_(ids))),
+    )
+
+
 def list_events(
     *,
     session: Session,
@@ -222,8 +252,12 @@ def list_events(
     limit: int = 100,
     type: str | None = None,
     subject: str | None = None,
+    models: frozenset[str] | None = None,
 ) -> list[AuditEvent]:
+    """Events in chain order; with `models`, only those `visible_to` a key limited to them."""
     q = select(AuditEvent).where(AuditEvent.seq > after)
+    if models is not None:
+        q = q.where(visible_to(models))
     if type:
         q = q.where(AuditEvent.type == type)
     if subject:

@@ -22,7 +22,7 @@ from app.callbacks.schemas import (
     WebhookRead,
 )
 from app.core.deps import SessionDep, SettingsDep, require
-from app.core.errors import Forbidden
+from app.core.errors import NotFound
 from app.erasure_requests import service as requests_service
 from app.registry import service as registry
 from app.registry.models import Model
@@ -38,7 +38,8 @@ def _model_for(scope: str) -> Callable[..., Model]:
     def _load(name: str, session: SessionDep, client: Client = Depends(authorised)) -> Model:
         model = registry.get_model(session=session, name=name)
         if not client.may_use_model(model.name):
-            raise Forbidden(f"this API key may not act on model {model.name!r}")
+            # another portal's model does not exist for this key
+            raise NotFound(f"no model named {name!r}; GET /v1/models lists the registered ones")
         return model
 
     return _load

@@ -9,8 +9,9 @@ mid-flight leaves the delivery due again once the lease ends. Each attempt is re
 (attempts exhausted, target refused, or answered 410 Gone).
 
 The target is checked against the allow-list again right before each attempt, since DNS
-answers can change after submission; redirects are not followed and proxies from the
-environment are not used.
+answers can change after submission, and the attempt connects to the address that check
+approved (no second lookup: DNS rebinding cannot slip in between); redirects are not
+followed and proxies from the environment are not used.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ import time
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, cast
+from urllib.parse import urlsplit
 
 import httpx
 from sqlalchemy import CursorResult, select, update
@@ -114,13 +116,23 @@ def _secret(c: _Claimed, settings: Settings) -> bytes:
     return signing.request_callback_secret(settings)
 
 
+def _pinned(url: str, address: targets.IPAddress) -> tuple[httpx.URL, dict[str, Any]]:
+    """`url` with its host replaced by the checked address; for https the host name is
+    kept for SNI and certificate verification."""
+    parsed = httpx.URL(url)
+    extensions: dict[str, Any] = {}
+    if parsed.scheme == "https":
+        extensions["sni_hostname"] = parsed.host
+    return parsed.copy_with(host=str(address)), extensions
+
+
 def _send(http: httpx.Client, c: _Claimed, settings: Settings) -> _Result:
     try:
-        why = targets.refusal(c.url, settings)
+        checked = targets.check(c.url, settings)
     except targets.TargetUnresolvable as exc:
         return _Result(None, str(exc)[:1024], 0)
-    if why:
-        return _Result(None, f"target refused: {why}"[:1024], 0, permanent=True)
+    if checked.refused or checked.address is None:
+        return _Result(None, f"target refused: {checked.refused}"[:1024], 0, permanent=True)
     body = c.body.encode()
     headers = {
         "content-type": "application/json",
@@ -129,9 +141,11 @@ def _send(http: httpx.Client, c: _Claimed, settings: Settings) -> _Result:
     }
     if c.protocol == DeliveryProtocol.opendsr:
         headers.update(opendsr_keys.signed_headers(settings, body))
+    url, extensions = _pinned(c.url, checked.address)
+    headers["host"] = urlsplit(c.url).netloc.rsplit("@", 1)[-1]
     started = time.perf_counter()
     try:
-        resp = http.post(c.url, content=body, headers=headers)
+        resp = http.post(url, content=body, headers=headers, extensions=extensions)
     except httpx.HTTPError as exc:
         ms = int((time.perf_counter() - started) * 1000)
         return _Result(None, f"{exc.__class__.__name__}: {exc}"[:1024], ms)

@@ -17,12 +17,13 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import String, cast, select
+from sqlalchemy import String, cast, func, select
 from sqlalchemy.orm import Session
 
 from app.audit import service as audit
 from app.auth.service import Client
 from app.callbacks import targets
+from app.callbacks.exceptions import WebhookLimitReached
 from app.callbacks.models import (
     CallbackAttempt,
     CallbackDelivery,
@@ -175,6 +176,21 @@ def create_webhook(
 ) -> ModelWebhook:
     url = str(body.url)
     targets.check_targets([url], settings, pointer="/url")
+    active = (
+        session.scalar(
+            select(func.count())
+            .select_from(ModelWebhook)
+            .where(ModelWebhook.model_id == model.id, ModelWebhook.deleted_at.is_(None))
+        )
+        or 0
+    )
+    if active >= settings.max_webhooks_per_model:
+        raise WebhookLimitReached(
+            f"model {model.name!r} has {active} webhooks, the most allowed "
+            f"(LETHE_MAX_WEBHOOKS_PER_MODEL={settings.max_webhooks_per_model}); delete one "
+            "you no longer need first",
+            limit=settings.max_webhooks_per_model,
+        )
     hook = ModelWebhook(
         id=str(uuid.uuid4()),
         model_id=model.id,

@@ -5,8 +5,11 @@ loopback, private, link-local (cloud metadata at 169.254.169.254), shared, multi
 reserved and unspecified ranges are refused, in IPv4 and IPv6 (including IPv4-mapped and
 6to4/Teredo forms), unless the host is listed in `LETHE_CALLBACK_ALLOWED_HOSTS` (host
 names, addresses or CIDR ranges). Targets are checked when they are submitted and again
-before every delivery attempt, because DNS answers can change in between. Redirects are
-never followed.
+before every delivery attempt, because DNS answers can change in between, and the
+delivery connects to the very address that check approved (`Checked.address`; the URL's
+host still goes in `Host` and in TLS SNI and certificate verification), so a DNS answer
+that changes between the check and the connection (DNS rebinding) is never used.
+Redirects are never followed.
 """
 
 from __future__ import annotations
@@ -14,6 +17,7 @@ from __future__ import annotations
 import ipaddress
 import socket
 from collections.abc import Sequence
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from app.core.config import Settings
@@ -71,36 +75,51 @@ def _resolve(host: str, port: int) -> list[IPAddress]:
     return [ipaddress.ip_address(str(info[4][0]).split("%")[0]) for info in infos]
 
 
+@dataclass(frozen=True)
+class Checked:
+    """A target as checked: why it may not be called (None: it may), and the address the
+    check approved, which the sender connects to (so DNS cannot answer differently
+    between the check and the connection)."""
+
+    refused: str | None
+    address: IPAddress | None = None
+
+
 def refusal(url: str, settings: Settings) -> str | None:
     """Why `url` may not be called now, or None if it may. Raises TargetUnresolvable."""
+    return check(url, settings).refused
+
+
+def check(url: str, settings: Settings) -> Checked:
+    """`refusal` with the approved address. Raises TargetUnresolvable."""
     try:
         parts = urlsplit(url)
         port = parts.port or (443 if parts.scheme == "https" else 80)
     except ValueError as exc:
-        return f"not a valid URL: {exc}"
+        return Checked(f"not a valid URL: {exc}")
     if parts.scheme not in ("http", "https"):
-        return "only http and https targets are called"
+        return Checked("only http and https targets are called")
     host = (parts.hostname or "").lower()
     if not host:
-        return "the URL has no host"
+        return Checked("the URL has no host")
     if parts.username or parts.password:
-        return "credentials in the URL are not accepted"
+        return Checked("credentials in the URL are not accepted")
     entries = _allowed_entries(settings)
-    if host in entries:
-        return None
     try:
-        addresses: list[IPAddress] = [ipaddress.ip_address(host)]
+        addresses: list[IPAddress] = [ipaddress.ip_address(host.strip("[]"))]
     except ValueError:
         addresses = _resolve(host, port)
-    if _allow_listed(host, addresses, entries):
-        return None
+    if not addresses:
+        raise TargetUnresolvable(f"{host} resolves to no address")
+    if host in entries or _allow_listed(host, addresses, entries):
+        return Checked(None, addresses[0])
     internal = sorted({str(a) for a in addresses if _is_internal(a)})
     if internal:
-        return (
+        return Checked(
             f"{host} is (or resolves to) the internal address {internal[0]}; "
             "add it to LETHE_CALLBACK_ALLOWED_HOSTS to allow it"
         )
-    return None
+    return Checked(None, addresses[0])
 
 
 def check_targets(urls: Sequence[str], settings: Settings, *, pointer: str) -> None:

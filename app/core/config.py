@@ -53,6 +53,8 @@ class Settings(BaseSettings):
     """Retry n of a callback waits about base * 2**(n-1) seconds (with jitter, capped)."""
     callback_backoff_max_s: float = Field(3600.0, gt=0)
     callback_timeout_s: float = Field(10.0, gt=0)
+    max_webhooks_per_model: int = Field(20, ge=1)
+    """Webhooks one model may have at a time (each event is sent to every one of them)."""
     opendsr_processor_domain: str = "localhost"
     """Sent as `X-OpenDSR-Processor-Domain`: the domain the OpenDSR certificate is issued to."""
     opendsr_key_path: Path | None = None
@@ -87,6 +89,14 @@ class Settings(BaseSettings):
     audit_seal_interval_s: float = Field(1.0, gt=0)
     """Each API process seals pending audit events after every commit that stored some,
     and at least this often (events written by workers and the CLI)."""
+    audit_checkpoint_interval_s: float = Field(60.0, gt=0)
+    """Each API process signs a checkpoint of the audit log (when it grew) this often."""
+    audit_signing_key_path: Path | None = None
+    """Ed25519 PEM key signing audit checkpoints; keep it OFF the database host. Empty: one
+    generated once at data_dir/audit/signing-key.pem."""
+    audit_checkpoint_retain_days: int = Field(0, ge=0)
+    """S3 store: Object Lock (compliance) retention of each checkpoint, in days (the bucket
+    must have Object Lock enabled); 0: a conditional put only."""
     visibility_timeout_s: int = Field(7200, ge=60)
     """Redis redelivers an unacknowledged job after this; longer than any job may run."""
 
@@ -100,12 +110,19 @@ class Settings(BaseSettings):
     policy_fallback_method: str | None = None
     """Method to try when the verification gate refuses a result (e.g. `retrain`)."""
 
+    max_in_flight_requests: int = Field(8, ge=1)
+    """Requests one API process serves at once; more are answered 503 with Retry-After at
+    once (shedding). Keep it at or below the database pool (10 + 20 overflow)."""
     max_ids_per_request: int = Field(10_000, ge=1)
     max_body_bytes: int = Field(8 * 1024 * 1024, ge=1024)
     max_upload_bytes: int = Field(4 * 1024**3, ge=1024)
     """Body limit of model registration (multipart: checkpoint and training-set npz)."""
     idempotency_ttl_s: int = Field(24 * 3600, ge=60)
     """How long a response stored under an `Idempotency-Key` is replayed."""
+    idempotency_lease_s: float = Field(30.0, gt=0)
+    """An attempt holding an `Idempotency-Key` blocks retries (409) this long at most: a
+    retry after an attempt that died (a crashed API process) runs the request again, or
+    replays its response if that attempt committed."""
     log_format: Literal["json", "text"] = "json"
 
     @model_validator(mode="after")

@@ -11,10 +11,12 @@ from fastapi.security import APIKeyHeader, HTTPAuthorizationCredentials, HTTPBea
 from sqlalchemy.orm import Session
 from starlette.concurrency import run_in_threadpool
 
+from app.auth.gate import client_of
 from app.auth.service import Client, authenticate
 from app.core.config import Settings
 from app.core.db import open_session
 from app.core.errors import Forbidden, Unauthorized
+from app.idempotency.middleware import CLAIM, HANDOVER
 
 
 async def get_session(request: Request) -> AsyncIterator[Session]:
@@ -23,11 +25,22 @@ async def get_session(request: Request) -> AsyncIterator[Session]:
     rollback, takes a trip to the threadpool."""
     state = request.app.state
     session = open_session(state.session_factory, state.dispatcher)
+    handed = False
     try:
         yield session
+        scope_state = request.scope.get("state", {})
+        if CLAIM in scope_state and (session.in_transaction() or session.new or session.dirty):
+            # An attempt holding an Idempotency-Key: the idempotency middleware commits the
+            # route's transaction together with the response it stores.
+            await run_in_threadpool(session.flush)
+            scope_state[HANDOVER] = session
+            handed = True
+            return
         await run_in_threadpool(session.commit)
     finally:
-        if session.in_transaction():  # not committed: the rollback talks to the database
+        if handed:
+            pass  # closed by the idempotency middleware
+        elif session.in_transaction():  # not committed: the rollback talks to the database
             with anyio.CancelScope(shield=True):
                 await run_in_threadpool(session.close)
         else:
@@ -55,6 +68,9 @@ def _client(
     bearer: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)],
     header: Annotated[str | None, Depends(_header)],
 ) -> Client:
+    checked = client_of(request.scope)  # AuthGate looked the key up already
+    if checked is not None:
+        return checked
     token = bearer.credentials if bearer is not None else header
     if not token:
         raise Unauthorized(

@@ -23,6 +23,8 @@ PROBLEM_BASE), status and title; nothing sets them on an instance:
     │   ├── InvalidTrainingSet     422 invalid-training-set
     │   └── IdempotencyKeyReused   422 idempotency-key-reused
     ├── ServiceUnavailable     503 service-unavailable
+    │   └── Overloaded             503 overloaded (admission limit, or no free database
+    │                              connection: sqlalchemy's pool TimeoutError)
     └── HttpError              the framework's own 4xx (unknown route 404 not-found,
                                405 method-not-allowed, else http-error)
 
@@ -40,6 +42,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from sqlalchemy.exc import DataError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 PROBLEM_BASE = "https://lethe.dev/problems/"
@@ -154,6 +157,10 @@ class ServiceUnavailable(LetheError):
     status, type, title = 503, "service-unavailable", "Service temporarily unavailable"
 
 
+class Overloaded(ServiceUnavailable):
+    type, title = "overloaded", "Server overloaded"
+
+
 class HttpError(LetheError):
     """An error of the framework itself (no route, wrong method, ...), with its status;
     its title is the framework's phrase."""
@@ -203,7 +210,11 @@ def install_error_handlers(app: FastAPI) -> None:
                 BadRequest("the request body could not be decoded: send UTF-8 encoded JSON"),
                 request,
             )
-        err = HttpError(exc.status_code, str(exc.detail), headers=dict(exc.headers or {}))
+        headers = dict(exc.headers or {})
+        routes = getattr(request.app.state, "routes", None)
+        if exc.status_code == 405 and routes is not None:  # every method the path takes
+            headers["Allow"] = ", ".join(routes.allowed(request.url.path))
+        err = HttpError(exc.status_code, str(exc.detail), headers=headers)
         return problem_response(err, request)
 
     @app.exception_handler(DataError)
@@ -214,6 +225,17 @@ def install_error_handlers(app: FastAPI) -> None:
         err = InvalidValue(
             "a value in the request cannot be stored or looked up: text must not contain NUL "
             "(\\u0000) characters and numbers must be in range; nothing was changed"
+        )
+        return problem_response(err, request)
+
+    @app.exception_handler(PoolTimeout)
+    async def _pool_full(request: Request, exc: PoolTimeout) -> JSONResponse:
+        # `QueuePool limit ... reached`: every connection is busy; shed, do not fail
+        log.warning("database pool exhausted: %s", str(exc).splitlines()[0])
+        err = Overloaded(
+            "the server is overloaded (no database connection free); nothing was changed, "
+            "retry later",
+            headers={"Retry-After": "1"},
         )
         return problem_response(err, request)
 

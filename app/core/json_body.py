@@ -5,7 +5,10 @@ RecursionError; another parser in front of Lethe (a proxy, a WAF, the caller's o
 may read the first key instead. So a JSON body that repeats a key in one object, or nests
 deeper than `MAX_DEPTH`, is answered 422 problem+json saying what to fix, and nothing runs.
 Anything else (malformed JSON included) goes on to the route, whose own validation answers.
-The body is already bounded by `BodyLimitMiddleware`, which runs before this.
+The body is already bounded by `BodyLimitMiddleware`, which runs before this, and it is
+read only once `AuthGate` found a route for the request and, where the route needs an
+API key, authenticated it (an anonymous caller's body is never parsed). The check walks
+every object with a Python hook, so it runs in a worker thread, not on the event loop.
 """
 
 from __future__ import annotations
@@ -13,8 +16,10 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from anyio import to_thread
 from starlette.types import ASGIApp, Receive, Scope, Send
 
+from app.auth.gate import routed
 from app.core.errors import Unprocessable, ValidationFailed
 from app.observability.middleware import read_body, replaying, send_problem
 
@@ -80,13 +85,18 @@ class JsonBodyGuard:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http" or scope["method"] in ("GET", "HEAD") or not _is_json(scope):
+        if (
+            scope["type"] != "http"
+            or scope["method"] in ("GET", "HEAD")
+            or not _is_json(scope)
+            or not routed(scope)  # the router answers 404/405 without the body
+        ):
             await self.app(scope, receive, send)
             return
         body = await read_body(receive)
         if body is None:
             return
-        err = problem(body) if body else None
+        err = await to_thread.run_sync(problem, body) if body else None
         if err is not None:
             await send_problem(send, err, scope["path"], [])
             return

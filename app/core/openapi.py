@@ -51,7 +51,9 @@ DESCRIPTIONS = {
     "413": "Request body too large",
     "416": "Range not satisfiable",
     "422": "Validation failed (pointers in `errors`), or the Idempotency-Key was reused",
-    "503": "A dependency (database) is unavailable; retry later",
+    "503": "Overloaded (more requests in flight than this server admits, or no database "
+    "connection free) or a dependency is unavailable; nothing was done, retry after "
+    "`Retry-After` seconds",
 }
 
 
@@ -93,6 +95,55 @@ def _codes(path: str, route: APIRoute, method: str) -> list[str]:
     if any(p.name == "cursor" for p in route.dependant.query_params):
         codes += ["400"]
     return sorted(set(codes))
+
+
+IDEMPOTENCY_KEY: dict[str, Any] = {
+    "name": "Idempotency-Key",
+    "in": "header",
+    "required": False,
+    "description": "replays the stored response of a retried POST (IETF "
+    "draft-ietf-httpapi-idempotency-key-header): same key + same body → the same response; "
+    "the same key with another body → 422; while the first attempt runs (at most "
+    "`LETHE_IDEMPOTENCY_LEASE_S`) → 409 with Retry-After. 1-255 printable characters.",
+    "schema": {"type": "string", "minLength": 1, "maxLength": 255, "pattern": "^[!-~][ -~]*$"},
+}
+OPAQUE_CURSOR: dict[str, Any] = {
+    "type": "string",
+    "pattern": "^[A-Za-z0-9_-]{1,512}$",
+    "description": "opaque: only values this API returned as `next_cursor` are accepted",
+}
+CURSORS: dict[str, dict[str, Any]] = {
+    "/v1/audit": {
+        "type": "string",
+        "pattern": "^[0-9]{1,18}$",
+        "description": "the seq of the last event of the previous page",
+    },
+}
+CALLBACK_URLS = (
+    "http(s) URLs Lethe calls back (signed, Standard Webhooks). Every address the host "
+    "resolves to must be public: loopback, private, link-local, shared, multicast and "
+    "reserved ranges (IPv4 and IPv6) are refused with 422 `callback-target-refused` unless "
+    "the host or range is in the server's `LETHE_CALLBACK_ALLOWED_HOSTS`; no credentials "
+    "in the URL."
+)
+
+
+def _document_formats(components: dict[str, Any]) -> None:
+    """Formats the models do not express: the request types OpenDSR requests may use, and
+    the callback allow-list."""
+    opendsr = components.get("OpenDSRRequestCreate", {}).get("properties", {})
+    if "subject_request_type" in opendsr:
+        opendsr["subject_request_type"] = {
+            **opendsr["subject_request_type"],
+            "enum": ["erasure"],
+            "description": "this processor fulfils erasure requests only "
+            "(GET /opendsr/v1/discovery); other types are answered 400",
+        }
+    for name in ("OpenDSRRequestCreate", "ErasureRequestCreate", "WebhookCreate"):
+        props = components.get(name, {}).get("properties", {})
+        for field in ("status_callback_urls", "url"):
+            if field in props:
+                props[field]["description"] = CALLBACK_URLS
 
 
 def install_openapi(app: FastAPI) -> None:
@@ -139,19 +190,23 @@ def install_openapi(app: FastAPI) -> None:
                     op.setdefault("security", [{"HTTPBearer": []}, {"APIKeyHeader": []}])
                     note = f"Requires the `{scope}` scope (or `admin`)."
                     op["description"] = (op.get("description", "") + "\n\n" + note).strip()
-                if method == "POST" and path.startswith("/v1/"):
-                    params = op.setdefault("parameters", [])
-                    if not any(p.get("name") == "Idempotency-Key" for p in params):
-                        params.append(
-                            {
-                                "name": "Idempotency-Key",
-                                "in": "header",
-                                "required": False,
-                                "description": "replays the stored response of a retried POST "
-                                "(IETF draft): same key + same body → the same response",
-                                "schema": {"type": "string", "maxLength": 255},
-                            }
+                params = op.setdefault("parameters", [])
+                if method in ("POST", "PATCH") and not any(
+                    p.get("name") == "Idempotency-Key" for p in params
+                ):
+                    params.append(IDEMPOTENCY_KEY)
+                for param in params:
+                    if param.get("name") == "cursor" and param.get("in") == "query":
+                        param["schema"] = {
+                            "anyOf": [CURSORS.get(path, OPAQUE_CURSOR), {"type": "null"}]
+                        }
+                        param["description"] = (
+                            "the `next_cursor` of the previous page, as returned; leave out "
+                            "for the first page"
                         )
+                if not params:
+                    op.pop("parameters")
+        _document_formats(components)
         app.openapi_schema = schema
         return schema
 

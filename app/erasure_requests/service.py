@@ -21,7 +21,6 @@ from app.core.deadlines import add_months, days_left
 from app.core.errors import (
     BadRequest,
     Conflict,
-    Forbidden,
     NotFound,
     Unprocessable,
     WrongIdentityType,
@@ -103,13 +102,11 @@ def submit(
     urls = [str(u) for u in body.status_callback_urls]
     targets.check_targets(urls, settings, pointer="/status_callback_urls")
     model = model_ref(session=session, name=body.model)
-    if model is None:
+    if model is None or not client.may_use_model(model.name):  # another portal's: unknown
         raise Unprocessable(
             f"no model named {body.model!r}; GET /v1/models lists them",
             errors=[{"pointer": "/model", "detail": "unknown model"}],
         )
-    if not client.may_use_model(model.name):
-        raise Forbidden(f"this API key may not act on model {model.name!r}")
     srid = str(body.subject_request_id)
     sample_ids = _resolve_samples(session, model, body, settings)
     now = utcnow()
@@ -151,7 +148,10 @@ def submit(
         )
         if raced is None:
             raise Conflict(f"subject_request_id {srid} is being submitted concurrently; retry")
-        return storage.original(session, raced, model, sample_ids), False
+        visible = client.may_use_model(
+            (model_ref(session=session, id=raced.model_id) or model).name
+        )
+        return storage.original(session, raced, model, sample_ids, visible=visible), False
     if urls:
         callbacks.request_status_changed(session=session, request_ids=[req.id])
     # The job is made after the commit, off the request path (app.jobs.scheduler).
@@ -168,8 +168,8 @@ def get_request(*, session: Session, request_id: str, client: Client) -> Erasure
         raise NotFound(f"no erasure request {request_id}")
     model = model_ref(session=session, id=req.model_id)
     assert model is not None  # a foreign key
-    if not client.may_use_model(model.name):
-        raise Forbidden(f"this API key may not act on model {model.name!r}")
+    if not client.may_use_model(model.name):  # another portal's request does not exist for it
+        raise NotFound(f"no erasure request {request_id}")
     return req
 
 

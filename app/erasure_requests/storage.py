@@ -76,9 +76,19 @@ def _refuse_unknown(session: Session, model: ModelRef, sample_ids: list[str]) ->
 
 
 def original(
-    session: Session, existing: ErasureRequest, model: ModelRef, sample_ids: list[str]
+    session: Session,
+    existing: ErasureRequest,
+    model: ModelRef,
+    sample_ids: list[str],
+    *,
+    visible: bool = True,
 ) -> ErasureRequest:
-    """A repeated `subject_request_id`: the original if it names the same samples, else 409."""
+    """A repeated `subject_request_id`: the original if it names the same samples, else 409,
+    naming the original only to a client that may see it (`visible`)."""
+    if not visible:  # another portal's request: nothing about it, not even its id
+        raise Conflict(
+            f"subject_request_id {existing.subject_request_id} cannot be used; send a new one"
+        )
     same = existing.model_id == model.id and set(sample_ids) == set(
         session.scalars(
             select(ErasureRequestSample.sample_id).where(

@@ -21,9 +21,13 @@ class IdempotencyKey(Base):
     method: Mapped[str] = mapped_column(String(8))
     path: Mapped[str] = mapped_column(String(512))
     fingerprint: Mapped[str] = mapped_column(String(64))
-    """sha256 over method, path and body: a reuse with another body is refused."""
+    """HMAC-sha256 (secret key) over method, path and body: a reuse with another body is
+    refused."""
     state: Mapped[str] = mapped_column(String(16))
-    """`processing` while the first request runs, then `completed`."""
+    """`processing` while an attempt holds the lease, then `completed`."""
+    lease: Mapped[int] = mapped_column(default=1, server_default="1")
+    """Number of the attempt holding the key; a retry after `lease_until` takes it over."""
+    lease_until: Mapped[datetime | None]
     status_code: Mapped[int | None]
     headers: Mapped[dict[str, Any] | None]
     body: Mapped[bytes | None] = mapped_column(LargeBinary)

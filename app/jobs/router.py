@@ -8,7 +8,7 @@ from sqlalchemy import select
 
 from app.auth.service import Client
 from app.core.deps import SessionDep, require
-from app.core.errors import Forbidden
+from app.core.errors import NotFound
 from app.erasure_requests.models import ErasureRequest
 from app.jobs import service
 from app.jobs.schemas import JobRead
@@ -25,8 +25,8 @@ def get_job(
     job = service.get_job(session=session, job_id=str(job_id))
     model = session.get(Model, job.model_id)
     assert model is not None
-    if not client.may_use_model(model.name):
-        raise Forbidden(f"this API key may not act on model {model.name!r}")
+    if not client.may_use_model(model.name):  # another portal's job does not exist for it
+        raise NotFound(f"no job {job_id}")
     request_ids = session.scalars(select(ErasureRequest.id).where(ErasureRequest.job_id == job.id))
     return JobRead.model_validate(
         {

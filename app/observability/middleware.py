@@ -30,16 +30,24 @@ def header(scope: Scope, name: bytes) -> str | None:
     return None
 
 
-async def send_problem(send: Send, err: Any, path: str, extra_headers: list[Any]) -> None:
+def problem_message(
+    err: Any, path: str | None = None, extra_headers: list[Any] | None = None
+) -> tuple[Message, bytes]:
+    """The ASGI response start message and body of a problem."""
     body = json.dumps(err.to_problem(instance=path)).encode()
     headers = [
         (b"content-type", PROBLEM_JSON.encode()),
         (b"content-length", str(len(body)).encode()),
-        *extra_headers,
+        *(extra_headers or []),
     ]
     for name, value in (err.headers or {}).items():
         headers.append((name.lower().encode(), value.encode()))
-    await send({"type": "http.response.start", "status": err.status, "headers": headers})
+    return {"type": "http.response.start", "status": err.status, "headers": headers}, body
+
+
+async def send_problem(send: Send, err: Any, path: str, extra_headers: list[Any]) -> None:
+    start, body = problem_message(err, path, extra_headers)
+    await send(start)
     await send({"type": "http.response.body", "body": body})
 
 

@@ -130,9 +130,13 @@ def get_request(*, session: Session, subject_request_id: str, client: Client) ->
     req_id = session.scalar(
         select(ErasureRequest.id).where(ErasureRequest.subject_request_id == subject_request_id)
     )
+    missing = NotFound(f"no request with subject_request_id {subject_request_id}")
     if req_id is None:
-        raise NotFound(f"no request with subject_request_id {subject_request_id}")
-    return requests_service.get_request(session=session, request_id=req_id, client=client)
+        raise missing
+    try:
+        return requests_service.get_request(session=session, request_id=req_id, client=client)
+    except NotFound:  # another portal's: the same answer, without its native id
+        raise missing from None
 
 
 def cancel(*, session: Session, req: ErasureRequest, client: Client) -> ErasureRequest:

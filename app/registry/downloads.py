@@ -12,20 +12,28 @@ from app.registry.models import Model, ModelVersion
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
 
 
+def _position(digits: str, size: int) -> int:
+    """A byte position of a Range header; a number with more digits than `size` has is
+    past the end (no conversion of arbitrarily long numbers)."""
+    digits = digits.lstrip("0") or "0"
+    return int(digits) if len(digits) <= len(str(size)) else size + 1
+
+
 def parse_range(header: str, size: int) -> tuple[int, int] | None:
     """One `bytes=a-b` range as [start, end); None to serve the whole file."""
     m = _RANGE.match(header.strip())
     if not m or (not m.group(1) and not m.group(2)):
         return None
-    first, last = m.group(1), m.group(2)
-    if first:
-        start = int(first)
-        end = min(int(last) + 1, size) if last else size
+    first, last = _position(m.group(1), size), _position(m.group(2), size)
+    if m.group(1):
+        start = first
+        end = min(last + 1, size) if m.group(2) else size
     else:
-        start, end = max(size - int(last), 0), size
+        start, end = max(size - last, 0), size
     if start >= size or start >= end:
+        shown = header if len(header) <= 64 else header[:61] + "..."
         raise RangeNotSatisfiable(
-            f"range {header!r} is outside the checkpoint's {size} bytes",
+            f"range {shown!r} is outside the checkpoint's {size} bytes",
             headers={"Content-Range": f"bytes */{size}"},
         )
     return start, end

@@ -21,7 +21,7 @@ from sqlalchemy import select
 from app.audit import service as audit
 from app.auth.service import Client
 from app.core.deps import SessionDep, SettingsDep, require
-from app.core.errors import BadRequest, Forbidden
+from app.core.errors import BadRequest, NotFound
 from app.registry import downloads, registration, service
 from app.registry.models import Model, ModelVersion, TrainingSample
 from app.registry.schemas import (
@@ -45,7 +45,8 @@ Reader = Annotated[Client, Depends(require("models:read"))]
 def _model(session: SessionDep, name: str, client: Reader) -> Model:
     model = service.get_model(session=session, name=name)
     if not client.may_use_model(model.name):
-        raise Forbidden(f"this API key may not act on model {model.name!r}")
+        # another portal's model does not exist for this key
+        raise NotFound(f"no model named {name!r}; GET /v1/models lists the registered ones")
     return model
 
 
@@ -58,7 +59,8 @@ VersionNumber = Annotated[int, Path(ge=1, le=MAX_VERSION, description="version n
 def _writable_model(session: SessionDep, name: str, client: Writer) -> Model:
     model = service.get_model(session=session, name=name)
     if not client.may_use_model(model.name):
-        raise Forbidden(f"this API key may not act on model {model.name!r}")
+        # another portal's model does not exist for this key
+        raise NotFound(f"no model named {name!r}; GET /v1/models lists the registered ones")
     return model
 
 

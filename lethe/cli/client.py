@@ -312,23 +312,53 @@ def _factory() -> Any:
 
 
 @audit_app.command("verify")
-def audit_verify() -> None:
-    """Walk the chain; print the verdict; exit 1 at the first broken link."""
-    from app.audit import service as audit
+def audit_verify(
+    checkpoint: Annotated[
+        Path | None,
+        typer.Option(
+            "--checkpoint",
+            help="a signed checkpoint (JSON, as GET /v1/audit/checkpoint returns it) to check "
+            "the log against, besides the newest one in the store",
+        ),
+    ] = None,
+    public_key: Annotated[
+        Path | None,
+        typer.Option(
+            "--public-key",
+            help="Ed25519 public key PEM (GET /v1/audit/public-key); default: that of "
+            "LETHE_AUDIT_SIGNING_KEY_PATH",
+        ),
+    ] = None,
+) -> None:
+    """Walk the chain, then check the log against the newest signed checkpoint in the store
+    and the one given; print the verdict; exit 1 if anything does not hold."""
+    from app.audit import checkpoints
+    from app.core.config import get_settings
+    from app.core.store import open_settings_store
 
+    settings = get_settings()
+    try:
+        key = checkpoints.public_key(pem_file=public_key, settings=settings)
+        supplied = checkpoints.Checkpoint.parse(checkpoint.read_bytes()) if checkpoint else None
+    except (OSError, ValueError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(2) from exc
     with _factory()() as session:
-        v = audit.verify(session=session)
+        found = checkpoints.verify_log(session, open_settings_store(settings), key, supplied)
         session.commit()  # keep what verify sealed
+    v = found.chain
     _out(
         {
-            "ok": v.ok,
+            "ok": found.ok,
             "checked": v.checked,
             "head_seq": v.head_seq,
             "first_broken_seq": v.first_broken_seq,
-            "reason": v.reason,
+            "reason": found.reason,
+            "checkpoints_checked": found.checked,
+            "newest_checkpoint_size": found.newest.size if found.newest else None,
         }
     )
-    if not v.ok:
+    if not found.ok:
         raise typer.Exit(1)
 
 

@@ -1,7 +1,7 @@
 """models record the identity type their training set's subjects are hashed under
 
 Revision ID: 0006_model_identity_type
-Revises: 0004_audit_pending
+Revises: 0005_idempotency_lease
 
 Models registered before this revision keep NULL (not recorded): their subjects may have
 been registered under any type, and guessing one would refuse requests that match today.
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0006_model_identity_type"
-down_revision: str | None = "0004_audit_pending"
+down_revision: str | None = "0005_idempotency_lease"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 

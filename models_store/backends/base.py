@@ -87,3 +87,17 @@ class Backend(Protocol):
     def write_manifest(self, sha256: str, data: bytes) -> None:
         """Store a manifest atomically (same guarantee as ``write_blob``)."""
         ...
+
+    def write_record(self, key: str, data: bytes, *, retain_days: int = 0) -> bool:
+        """Store ``data`` under ``records/<key>`` ONCE: False (nothing written) when the key
+        exists. Filesystem: create-exclusive, then read-only; S3: a conditional put
+        (``If-None-Match: *``), under Object Lock retention when ``retain_days`` > 0."""
+        ...
+
+    def read_record(self, key: str) -> bytes:
+        """A stored record; BlobNotFound when absent."""
+        ...
+
+    def list_records(self, prefix: str) -> list[str]:
+        """Keys of the records under ``records/<prefix>``, sorted."""
+        ...

@@ -81,6 +81,44 @@ class FilesystemBackend:
     def write_manifest(self, sha256: str, data: bytes) -> None:
         _atomic_write(self._manifest_path(sha256), io.BytesIO(data))
 
+    # write-once records -------------------------------------------------------------------
+
+    def write_record(self, key: str, data: bytes, *, retain_days: int = 0) -> bool:
+        path = self.root / "records" / key
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o444)
+        except FileExistsError:
+            return False
+        try:
+            with os.fdopen(fd, "wb") as out:
+                out.write(data)
+                out.flush()
+                os.fsync(out.fileno())
+        except BaseException:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(path)
+            raise
+        _fsync_dir(path.parent)
+        return True
+
+    def read_record(self, key: str) -> bytes:
+        try:
+            return (self.root / "records" / key).read_bytes()
+        except FileNotFoundError:
+            raise BlobNotFound(f"record {key} is not in {self.url}") from None
+
+    def list_records(self, prefix: str) -> list[str]:
+        base = self.root / "records"
+        folder = base / prefix
+        if not folder.is_dir():
+            return []
+        return sorted(
+            str(p.relative_to(base))
+            for p in folder.rglob("*")
+            if p.is_file() and not p.name.startswith(".")
+        )
+
 
 def _read_range(handle: BinaryIO, start: int, end: int, chunk_size: int) -> Iterator[bytes]:
     with handle:

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Iterator
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import boto3
@@ -224,3 +225,50 @@ class S3Backend:
             )
         except (BotoCoreError, ClientError) as exc:
             raise self._fail(exc, what) from exc
+
+    # write-once records -------------------------------------------------------------------
+
+    def write_record(self, key: str, data: bytes, *, retain_days: int = 0) -> bool:
+        extra: dict[str, Any] = {}
+        if retain_days > 0:  # needs a bucket created with Object Lock enabled
+            extra["ObjectLockMode"] = "COMPLIANCE"
+            extra["ObjectLockRetainUntilDate"] = datetime.now(UTC) + timedelta(days=retain_days)
+        try:
+            self._client.put_object(
+                Bucket=self.bucket,
+                Key=self._key(f"records/{key}"),
+                Body=data,
+                ContentType="application/json",
+                IfNoneMatch="*",
+                **extra,
+            )
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if code in ("PreconditionFailed", "ConditionalRequestConflict", "412"):
+                return False
+            raise self._fail(exc, f"record {key}") from exc
+        except BotoCoreError as exc:
+            raise self._fail(exc, f"record {key}") from exc
+        return True
+
+    def read_record(self, key: str) -> bytes:
+        try:
+            response = self._client.get_object(Bucket=self.bucket, Key=self._key(f"records/{key}"))
+            with response["Body"] as body:
+                data: bytes = body.read()
+        except (BotoCoreError, ClientError) as exc:
+            raise self._fail(exc, f"record {key}") from exc
+        return data
+
+    def list_records(self, prefix: str) -> list[str]:
+        base = self._key("records/")
+        keys: list[str] = []
+        try:
+            pages = self._client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=base + prefix
+            )
+            for page in pages:
+                keys += [str(o["Key"])[len(base) :] for o in page.get("Contents", [])]
+        except (BotoCoreError, ClientError) as exc:
+            raise self._fail(exc, f"records {prefix}") from exc
+        return sorted(keys)

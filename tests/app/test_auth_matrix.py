@@ -1,6 +1,8 @@
 """Auth on every route: 401 without / with an unknown / with a revoked key, 403 with the
-wrong scope or a key limited to other models. Walks `app.routes`, so a new route is covered
-(or must be declared public here) the moment it is added. Keys: CLI create/list/revoke;
+wrong scope; a key limited to other models (a second portal) gets what it would get for
+a resource that does not exist, without any of the first portal's ids. Walks
+`app.routes`, so a new route is covered (or must be declared public here) the moment it
+is added. Keys: CLI create/list/revoke;
 no key ever appears in the logs."""
 
 from __future__ import annotations
@@ -31,7 +33,7 @@ BODIES: dict[tuple[str, str], Any] = {
     ("POST", "/v1/erasure-requests/{request_id}/deny"): {"ground": "legal_claims", "reason": "x"},
     ("PUT", "/v1/models/{name}/aliases/{alias}"): {"version": 1},
 }
-MODEL_BOUND = ("{name}", "{request_id}", "{job_id}", "{subject_request_id}")
+MODEL_BOUND = ("{name}", "{request_id}", "{job_id}", "{subject_request_id}", "{seq}")
 
 
 def _operations(app: Any) -> list[tuple[str, str, APIRoute]]:
@@ -44,6 +46,14 @@ def _operations(app: Any) -> list[tuple[str, str, APIRoute]]:
 
 def _fill(path: str, values: dict[str, str]) -> str:
     return re.sub(r"\{(\w+)(?::\w+)?\}", lambda m: values.get(m.group(1), "x"), path)
+
+
+def _kind(resp: Any) -> str:
+    """The problem type (native) or OpenDSR error reason of a refusal."""
+    body = resp.json()
+    if "error" in body:
+        return str(body["error"]["errors"][0]["reason"])
+    return str(body.get("type"))
 
 
 def test_every_route_requires_a_key_with_the_right_scope_and_model(
@@ -59,6 +69,7 @@ def test_every_route_requires_a_key_with_the_right_scope_and_model(
         "subject_request_id": created["subject_request_id"],
         "number": "1",
         "alias": "production",
+        "seq": "1",
     }
     revoked = create_key(seeded, ["admin"], name="to-revoke")
     from app.auth.service import revoke_key
@@ -67,6 +78,15 @@ def test_every_route_requires_a_key_with_the_right_scope_and_model(
     with session_scope(seeded.session_factory, None) as s:
         revoke_key(session=s, prefix=revoked.split("_")[1])
 
+    absent = {
+        **values,
+        "name": "no-such-model",
+        "request_id": str(uuid.uuid4()),
+        "job_id": str(uuid.uuid4()),
+        "subject_request_id": str(uuid.uuid4()),
+        "seq": "999999999",
+    }
+    foreign = [created["id"], created["subject_request_id"], values["job_id"]]
     checked, failures = 0, []
     for method, path, route in _operations(api_client.app):
         scope = scope_of(route)
@@ -103,10 +123,23 @@ def test_every_route_requires_a_key_with_the_right_scope_and_model(
         if resp.status_code != 403:
             failures.append(f"{method} {path} with scope {other}: {resp.status_code} {resp.text}")
         if scope != "admin" and any(p in path for p in MODEL_BOUND):
-            limited = create_key(seeded, [scope], models=["some-other-model"])
-            resp = call({"X-API-Key": limited})
-            if resp.status_code != 403:
-                failures.append(f"{method} {path} other model: {resp.status_code} {resp.text}")
+            # the second portal: a key limited to another model. The first portal's
+            # resources do not exist for it: the answer is the one for a resource that
+            # does not exist at all, and names none of the first portal's ids.
+            other_portal = {"X-API-Key": create_key(seeded, [scope], models=["portal-b"])}
+            resp = call(other_portal)
+            missing = call(other_portal, url=_fill(path, absent))
+            if resp.status_code not in (400, 404, 422) or (
+                resp.status_code,
+                _kind(resp),
+            ) != (missing.status_code, _kind(missing)):
+                failures.append(
+                    f"{method} {path} from the other portal: {resp.status_code} {resp.text} "
+                    f"(a resource that does not exist: {missing.status_code} {missing.text})"
+                )
+            leaked = [v for v in foreign if v in resp.text and v not in url]
+            if leaked:
+                failures.append(f"{method} {path} from the other portal names {leaked}")
         checked += 1
     assert not failures, "\n".join(failures)
     assert checked >= 15

@@ -52,6 +52,7 @@ def test_the_right_scope_on_the_right_model_gets_through_on_every_route(
         "webhook_id": hook.json()["id"],
         "number": "1",
         "alias": "production",
+        "seq": "1",
     }
     queries = {"/v1/callbacks/deliveries": {"request_id": created["id"]}}
     bodies = {

@@ -268,3 +268,35 @@ def test_audit_verify_export_and_tampering(
     assert broken["reason"] == "content does not match its hash"
     verdict = api_client.get("/v1/audit/verify", headers=admin).json()
     assert verdict["first_broken_seq"] == target
+
+
+def test_audit_verify_against_a_kept_checkpoint(
+    api_client: Any, seeded: Any, cli: Any, tmp_path: Path
+) -> None:
+    """`lethe audit verify --checkpoint FILE`: a wiped log passes the chain, not the
+    checkpoint an auditor kept (nor the newest one in the store)."""
+    admin = {"X-API-Key": create_key(seeded, ["admin"])}
+    from tests.support.requests import erasure_body
+
+    for ids in (training_ids(seeded, limit=2)[:1], training_ids(seeded, limit=2)[1:]):
+        api_client.post("/v1/erasure-requests", json=erasure_body(ids), headers=admin)
+    kept = tmp_path / "checkpoint.json"
+    kept.write_text(api_client.get("/v1/audit/checkpoint", headers=admin).text)
+    pem = tmp_path / "audit-key.pem"
+    pem.write_text(api_client.get("/v1/audit/public-key", headers=admin).text)
+    args = ("audit", "verify", "--checkpoint", str(kept), "--public-key", str(pem))
+    ok = json.loads(cli(api_client, seeded.settings, *args).stdout)
+    assert ok["ok"] is True and ok["checkpoints_checked"] == 2
+
+    from app.core.db import session_scope
+
+    with session_scope(seeded.session_factory, None) as s:
+        if seeded.settings.resolved_database_url.startswith("postgresql"):
+            s.execute(text("SET session_replication_role = replica"))
+        s.execute(text("DELETE FROM audit_events"))
+        s.execute(text("DELETE FROM audit_head"))
+    wiped = json.loads(cli(api_client, seeded.settings, *args, code=1).stdout)
+    assert wiped["ok"] is False and "removed" in wiped["reason"]
+    bad = tmp_path / "not-a-checkpoint.json"
+    bad.write_text("{}")
+    cli(api_client, seeded.settings, "audit", "verify", "--checkpoint", str(bad), code=2)
