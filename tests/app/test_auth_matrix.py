@@ -49,7 +49,9 @@ def _fill(path: str, values: dict[str, str]) -> str:
 
 
 def _kind(resp: Any) -> str:
-    """The problem type (native) or OpenDSR error reason of a refusal."""
+    """The problem type (native) or OpenDSR error reason of a refusal (HEAD: none, no body)."""
+    if resp.request.method == "HEAD":
+        return ""
     body = resp.json()
     if "error" in body:
         return str(body["error"]["errors"][0]["reason"])
