@@ -22,8 +22,8 @@ import os
 import tempfile
 import threading
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
 from contextlib import ExitStack
+from dataclasses import dataclass
 from typing import IO, BinaryIO
 from urllib.parse import unquote, urlsplit
 

@@ -84,6 +84,10 @@ class Settings(BaseSettings):
     audit_seal_interval_s: float = Field(1.0, gt=0)
     """Each API process seals pending audit events after every commit that stored some,
     and at least this often (events written by workers and the CLI)."""
+    retired_retention_days: float = Field(0.0, ge=0)
+    """A version retired because a later one erased data it was trained on keeps its
+    blobs this long (0: housekeeping deletes them at its next run); blobs a live version
+    shares are never deleted."""
     visibility_timeout_s: int = Field(7200, ge=60)
     """Redis redelivers an unacknowledged job after this; longer than any job may run."""
 

@@ -6,14 +6,13 @@ from typing import Annotated, Literal
 
 from fastapi import APIRouter, Depends, File, Form, Header, Path, Request, Response, UploadFile
 from fastapi.responses import StreamingResponse
-from sqlalchemy import select
 
 from app.audit import service as audit
 from app.auth.service import Client
 from app.core.deps import SessionDep, SettingsDep, require
-from app.core.errors import Forbidden, RangeNotSatisfiable
+from app.core.errors import Forbidden, RangeNotSatisfiable, VersionRetired
 from app.registry import registration, service
-from app.registry.models import Model, ModelVersion, TrainingSample
+from app.registry.models import Model, ModelVersion
 from app.registry.schemas import (
     MAX_VERSION,
     AliasHistory,
@@ -67,12 +66,18 @@ def _read(session: SessionDep, model: Model) -> ModelRead:
     )
 
 
-def _version(model: Model, v: ModelVersion, erased: list[str] | None = None) -> VersionRead:
+def _version(
+    model: Model, v: ModelVersion, erased: list[tuple[str, int]] | None = None
+) -> VersionRead:
+    """`erased`: (sample id, erased-in-version) of the lineage up to `v`, on the one-version
+    route; the cumulative list and this version's new ones are both cut from it."""
     return VersionRead.model_validate(
         {
             **{c: getattr(v, c) for c in VersionRead.model_fields if hasattr(v, c)},
             "model": model.name,
-            "erased_sample_ids": erased,
+            "status": "live" if v.retired_at is None else "retired",
+            "erased_sample_ids": None if erased is None else [s for s, _ in erased],
+            "new_sample_ids": None if erased is None else [s for s, n in erased if n == v.number],
         }
     )
 
@@ -175,15 +180,7 @@ def list_versions(session: SessionDep, model: ModelDep) -> VersionList:
 def get_version(number: VersionNumber, session: SessionDep, model: ModelDep) -> VersionRead:
     """One version's manifest, including the sample ids it erased."""
     v = service.get_version(session=session, model=model, number=number)
-    erased = list(
-        session.scalars(
-            select(TrainingSample.sample_id)
-            .where(
-                TrainingSample.model_id == model.id, TrainingSample.erased_in_version == v.number
-            )
-            .order_by(TrainingSample.sample_id)
-        )
-    )
+    erased = service.erased_up_to(session=session, model_id=model.id, number=v.number)
     return _version(model, v, erased)
 
 
@@ -254,6 +251,7 @@ def _parse_range(header: str, size: int) -> tuple[int, int] | None:
         },
         206: {"description": "the requested byte range"},
         304: {"description": "unchanged (If-None-Match matched the ETag)"},
+        410: {"description": "retired: a later version erased data it was trained on"},
         416: {"description": "the Range lies outside the checkpoint (see Content-Range)"},
     },
 )
@@ -270,8 +268,18 @@ def download_checkpoint(
 
     Strong `ETag` = the sha256; `If-None-Match` → 304; one `Range: bytes=a-b` → 206 with
     `Content-Range` (416 outside the file); `Repr-Digest` (RFC 9530) on full responses.
+    A retired version answers 410 Gone naming the version that replaced it.
     """
     v = service.get_version(session=session, model=model, number=number)
+    if v.retired_at is not None:
+        raise VersionRetired(
+            f"version {v.number} of {model.name!r} was retired when version "
+            f"{v.superseded_by} erased data it was trained on; download version "
+            f"{v.superseded_by} or the `production` alias instead",
+            version=v.number,
+            superseded_by=v.superseded_by,
+            successor=f"/v1/models/{model.name}/versions/{v.superseded_by}",
+        )
     etag = f'"{v.checkpoint_sha256}"'
     digest = base64.b64encode(bytes.fromhex(v.checkpoint_sha256)).decode()
     headers = {
