@@ -115,3 +115,36 @@ def test_denied_request_has_a_receipt_and_an_open_one_has_none(
     assert receipt["outcome"]["result_version"] is None
     assert receipt["outcome"]["serving_version"] == 1
     assert receipt["audit"]["event_type"] == "request.denied"
+
+
+def test_a_subject_no_model_holds_completes_at_once_with_a_receipt(
+    api_client: Any, seeded: Any, admin_headers: dict[str, str]
+) -> None:
+    client, headers = api_client, admin_headers
+    body = erasure_body([])
+    del body["sample_ids"]
+    body["subject_identities"] = [{"identity_type": "user_id", "identity_value": "never-seen"}]
+    resp = client.post("/v1/erasure-requests", json=body, headers=headers)
+    assert resp.status_code == 202, resp.text
+    req = resp.json()
+    assert req["status"] == "completed" and req["sample_count"] == 0
+    assert req["status_reason"].startswith("no data held")
+    assert req["completed_at"] is not None and req["result_version"] is None
+    assert client.dispatched == []  # no job: there is nothing to unlearn
+
+    signed = client.get(f"/v1/erasure-requests/{req['id']}/receipt", headers=headers).json()
+    receipt = verify_offline(signed, _certificate(client, headers))
+    assert receipt["status"] == "completed"
+    assert receipt["status_reason"].startswith("no data held")
+    assert receipt["outcome"]["erased_sample_count"] == 0
+    assert receipt["outcome"]["serving_version"] == 1
+    assert receipt["outcome"]["retired_versions"] == []
+    events = client.get(
+        "/v1/audit", params={"subject": f"request:{req['id']}"}, headers=headers
+    ).json()["items"]
+    assert [e["type"] for e in events] == ["request.received", "request.completed"]
+    assert events[1]["data"] == {"version": None, "no_data_held": True}
+    assert receipt["audit"]["event_hash"] == events[1]["hash"]
+    # the same subject_request_id again is the same answer, not a second request
+    again = client.post("/v1/erasure-requests", json=body, headers=headers)
+    assert again.status_code == 200 and again.json()["id"] == req["id"]
