@@ -9,7 +9,10 @@ behind, and what only time makes due:
    nobody picked up; schedule every model with waiting requests (`app.jobs.reaper`);
 2. seal pending audit events (`app.audit.sealer.seal_pending`);
 3. purge expired idempotency keys (`app.idempotency.service.purge_expired`);
-4. deliver due callbacks and webhooks, retries included (`app.callbacks.sender`).
+4. deliver due callbacks and webhooks, retries included (`app.callbacks.sender`);
+5. delete from the store the blobs of versions retired longer than
+   `LETHE_RETIRED_RETENTION_DAYS` ago that no kept version shares
+   (`app.registry.versions.delete_retired_blobs`).
 
 Each step has its own transaction; one failing is logged and does not stop the others
 (the next run retries it).
@@ -27,9 +30,11 @@ from app.audit.sealer import seal_pending
 from app.callbacks.sender import deliver_due
 from app.core.after_commit import Dispatcher
 from app.core.config import Settings
-from app.core.db import session_scope
+from app.core.db import session_scope, utcnow
+from app.core.store import open_settings_store
 from app.idempotency.service import purge_expired
 from app.jobs.reaper import reap
+from app.registry.versions import delete_retired_blobs
 
 log = logging.getLogger("lethe.housekeeping")
 
@@ -42,6 +47,7 @@ class Housekeeping:
     sealed: int
     purged_keys: int
     callbacks_tried: int
+    retired_blobs_deleted: int
 
 
 def _step(name: str, work: Callable[[], int]) -> int:
@@ -69,9 +75,19 @@ def housekeeping(
             tried += n
         return tried
 
+    def delete_retired() -> int:
+        with session_scope(session_factory, None) as s:
+            return delete_retired_blobs(
+                session=s,
+                store=open_settings_store(settings),
+                retention_days=settings.retired_retention_days,
+                now=utcnow(),
+            )
+
     return Housekeeping(
         redispatched=_step("reap", reap_jobs),
         sealed=_step("seal", lambda: seal_pending(session_factory)),
         purged_keys=_step("purge idempotency keys", purge),
         callbacks_tried=_step("deliver callbacks", deliver),
+        retired_blobs_deleted=_step("delete retired versions' blobs", delete_retired),
     )

@@ -21,8 +21,9 @@ import io
 import os
 import tempfile
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import ExitStack
+from dataclasses import dataclass
 from typing import IO, BinaryIO
 from urllib.parse import unquote, urlsplit
 
@@ -39,7 +40,7 @@ from models_store.safetensors_format import (
     read_header_length,
 )
 
-__all__ = ["SPOOL_BYTES", "ModelStore", "open_store"]
+__all__ = ["SPOOL_BYTES", "ModelStore", "Removal", "open_store"]
 
 #: Blobs up to this size are verified in memory; larger ones spill to a temporary file.
 SPOOL_BYTES = 8 * 1024 * 1024
@@ -82,6 +83,15 @@ def open_store(
     else:
         raise ValueError(f"unsupported store URL {url!r}: use file:///path, a path or s3://")
     return ModelStore(backend)
+
+
+@dataclass(frozen=True)
+class Removal:
+    """What a deletion removed (or, on a dry run, would remove)."""
+
+    manifests: list[str]
+    blobs: list[str]
+    bytes: int
 
 
 class ModelStore:
@@ -230,6 +240,47 @@ class ModelStore:
                 f"assembled file hashes to {file_hash.hexdigest()}, manifest says {manifest.sha256}"
             )
         return problems
+
+    # removal ---------------------------------------------------------------------------
+
+    def delete_checkpoints(self, remove: Iterable[str], keep: Iterable[str]) -> Removal:
+        """Delete the manifests in `remove` and every blob they reference that no manifest
+        in `keep` references (a head-only version loses its head, never the backbone it
+        shares). A sha256 in both is kept. Absent manifests are skipped."""
+        kept = set(keep)
+        shared = {t.digest for sha in kept for t in self._tensors(sha)}
+        doomed = set(remove) - kept
+        blobs = {t.digest for sha in doomed for t in self._tensors(sha)} - shared
+        freed = 0
+        for digest in sorted(blobs):
+            if self.backend.has_blob(digest):
+                freed += self.backend.blob_size(digest)
+                self.backend.delete_blob(digest)
+        for sha in sorted(doomed):
+            self.backend.delete_manifest(sha)
+        return Removal(manifests=sorted(doomed), blobs=sorted(blobs), bytes=freed)
+
+    def gc(self, *, keep_blobs: Iterable[str] = (), dry_run: bool = False) -> Removal:
+        """Delete blobs that no stored manifest references and that are not in
+        `keep_blobs` (blobs the caller's records use directly, such as training sets):
+        what a put that crashed after its blobs and before its manifest left behind.
+        Run it while no put is under way: a put writes its manifest last."""
+        referenced = set(keep_blobs)
+        for sha in self.backend.manifest_digests():
+            referenced.update(t.digest for t in self._tensors(sha))
+        orphans = sorted(set(self.backend.blob_digests()) - referenced)
+        freed = 0
+        for digest in orphans:
+            freed += self.backend.blob_size(digest)
+            if not dry_run:
+                self.backend.delete_blob(digest)
+        return Removal(manifests=[], blobs=orphans, bytes=freed)
+
+    def _tensors(self, sha256: str) -> tuple[TensorEntry, ...]:
+        try:
+            return CheckpointManifest.from_json(self.backend.read_manifest(sha256)).tensors
+        except BlobNotFound:
+            return ()
 
     # blobs -----------------------------------------------------------------------------
 

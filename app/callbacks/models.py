@@ -59,6 +59,10 @@ class CallbackDelivery(Base):
     )
     request_id: Mapped[str | None] = mapped_column(ForeignKey("erasure_requests.id"))
     webhook_id: Mapped[str | None] = mapped_column(ForeignKey("model_webhooks.id"))
+    sequence: Mapped[int | None]
+    """A request's events are numbered 1, 2, ... (the same number for each of its targets);
+    the sender sends one to a target only once every earlier one there is delivered or
+    given up."""
     url: Mapped[str] = mapped_column(String(2048))
     body: Mapped[str] = mapped_column(Text)
     """The exact JSON bytes sent on every attempt (only the timestamp header changes)."""

@@ -25,8 +25,8 @@ from typing import Any, cast
 from urllib.parse import urlsplit
 
 import httpx
-from sqlalchemy import CursorResult, select, update
-from sqlalchemy.orm import Session, sessionmaker
+from sqlalchemy import CursorResult, exists, select, update
+from sqlalchemy.orm import Session, aliased, sessionmaker
 
 from app.audit import service as audit
 from app.callbacks import signing, targets
@@ -77,14 +77,26 @@ def backoff_s(attempt: int, settings: Settings) -> float:
     return delay / 2 + random.uniform(0, delay / 2)
 
 
+_EARLIER = aliased(CallbackDelivery)
+
+
 def _claim_due(session: Session, settings: Settings, limit: int) -> list[_Claimed]:
+    """Due deliveries, leased to this sender. A request's event waits while an earlier one
+    to the same target is still pending (being retried), so a portal gets them in order."""
     now = utcnow()
     lease = now + timedelta(seconds=settings.callback_timeout_s + 30)
+    waiting = exists().where(
+        _EARLIER.request_id == CallbackDelivery.request_id,
+        _EARLIER.url == CallbackDelivery.url,
+        _EARLIER.status == DeliveryStatus.pending,
+        _EARLIER.sequence < CallbackDelivery.sequence,
+    )
     due = session.execute(
         select(CallbackDelivery.id, CallbackDelivery.next_attempt_at)
         .where(
             CallbackDelivery.status == DeliveryStatus.pending,
             CallbackDelivery.next_attempt_at <= now,
+            ~waiting,
         )
         .order_by(CallbackDelivery.next_attempt_at)
         .limit(limit)

@@ -15,6 +15,7 @@ import json
 import logging
 import uuid
 from collections.abc import Sequence
+from datetime import UTC, datetime
 from typing import Any
 
 from sqlalchemy import String, cast, func, select
@@ -61,9 +62,29 @@ def _dumps(payload: dict[str, Any]) -> str:
     return json.dumps(payload, separators=(",", ":"), ensure_ascii=False, default=str)
 
 
-def _envelope(type_: str, data: dict[str, Any]) -> str:
-    """The Standard Webhooks payload shape: type, timestamp, data."""
-    return _dumps({"type": type_, "timestamp": rfc3339(utcnow()), "data": data})
+def _stamp_ms(ts: datetime) -> str:
+    """RFC 3339 in UTC with milliseconds: a portal can order events one millisecond apart."""
+    return ts.astimezone(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def _envelope(type_: str, data: dict[str, Any], sequence: int | None = None) -> str:
+    """The Standard Webhooks payload shape: type, timestamp, data (and a request's event
+    `sequence`)."""
+    payload: dict[str, Any] = {"type": type_, "timestamp": _stamp_ms(utcnow())}
+    if sequence is not None:
+        payload["sequence"] = sequence
+    return _dumps({**payload, "data": data})
+
+
+def _next_sequences(session: Session, ids: Sequence[str]) -> dict[str, int]:
+    """The sequence number each request's next event gets."""
+    rows = session.execute(
+        select(CallbackDelivery.request_id, func.max(CallbackDelivery.sequence))
+        .where(CallbackDelivery.request_id.in_(ids))
+        .group_by(CallbackDelivery.request_id)
+    )
+    last = {rid: n or 0 for rid, n in rows if rid is not None}
+    return {rid: last.get(rid, 0) + 1 for rid in ids}
 
 
 def _request_data(req: ErasureRequest, model_name: str) -> dict[str, Any]:
@@ -116,27 +137,30 @@ def request_status_changed(
         for o in session.scalars(select(OpenDSRRequest).where(OpenDSRRequest.request_id.in_(ids)))
     }
     out = []
+    sequences = _next_sequences(session, [req.id for req, _ in rows])
     for req, model_name in rows:
+        sequence = sequences[req.id]
         for url in req.callback_urls or []:
             if req.id in opendsr:
                 protocol = DeliveryProtocol.opendsr
-                body = _dumps(
-                    status_body(
-                        req=req,
-                        model_name=model_name,
-                        domain=opendsr[req.id].processor_domain,
-                        status_callback_url=url,
-                    )
+                domain = opendsr[req.id].processor_domain
+                status = status_body(
+                    req=req, model_name=model_name, domain=domain, status_callback_url=url
                 )
+                status["extensions"][domain].update(
+                    sequence=sequence, timestamp=_stamp_ms(utcnow())
+                )
+                body = _dumps(status)
             else:
                 protocol = DeliveryProtocol.webhooks
-                body = _envelope(REQUEST_STATUS_CHANGED, _request_data(req, model_name))
+                body = _envelope(REQUEST_STATUS_CHANGED, _request_data(req, model_name), sequence)
             out.append(
                 _add(
                     session,
                     event=REQUEST_STATUS_CHANGED,
                     protocol=protocol,
                     request_id=req.id,
+                    sequence=sequence,
                     url=url,
                     body=body,
                 )

@@ -97,6 +97,10 @@ class Settings(BaseSettings):
     audit_checkpoint_retain_days: int = Field(0, ge=0)
     """S3 store: Object Lock (compliance) retention of each checkpoint, in days (the bucket
     must have Object Lock enabled); 0: a conditional put only."""
+    retired_retention_days: float = Field(0.0, ge=0)
+    """A version retired because a later one erased data it was trained on keeps its
+    blobs this long (0: housekeeping deletes them at its next run); blobs a live version
+    shares are never deleted."""
     visibility_timeout_s: int = Field(7200, ge=60)
     """Redis redelivers an unacknowledged job after this; longer than any job may run."""
 

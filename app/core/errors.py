@@ -97,6 +97,18 @@ class Conflict(LetheError):
     status, type, title = 409, "conflict", "Conflict with the current state"
 
 
+class Gone(LetheError):
+    status, type, title = 410, "gone", "No longer available"
+
+
+class VersionRetired(Gone):
+    type, title = "version-retired", "Version retired: it still contains erased data"
+
+
+class RetiredAliasTarget(Conflict):
+    type, title = "retired-version", "An alias may not point at a retired version"
+
+
 class PreconditionFailed(LetheError):
     status, type, title = 412, "precondition-failed", "Precondition failed"
 

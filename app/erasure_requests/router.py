@@ -9,9 +9,10 @@ from fastapi import APIRouter, Depends, Query, Response, status
 
 from app.auth.service import Client
 from app.core.deps import SessionDep, SettingsDep, require
-from app.erasure_requests import lifecycle, service
+from app.erasure_requests import lifecycle, receipts, service
 from app.erasure_requests.models import RequestStatus
 from app.erasure_requests.schemas import (
+    ErasureReceiptRead,
     ErasureRequestCreate,
     ErasureRequestDeny,
     ErasureRequestExtend,
@@ -65,6 +66,21 @@ def get_request_samples(request_id: UUID, session: SessionDep, client: Reader) -
     """The training sample ids a request names (resolved from subjects if given)."""
     req = service.get_request(session=session, request_id=str(request_id), client=client)
     return service.sample_ids_of(session=session, request_id=req.id)
+
+
+@router.get(
+    "/{request_id}/receipt",
+    response_model=ErasureReceiptRead,
+    responses={409: {"description": "the request is still open, or was canceled"}},
+)
+def get_request_receipt(
+    request_id: UUID, session: SessionDep, settings: SettingsDep, client: Reader
+) -> ErasureReceiptRead:
+    """The signed receipt of a completed, denied or failed request: what was asked, what
+    was erased and which version serves now, the versions retired, the verification
+    metrics, and the final audit event's hash with the chain head (docs/RECEIPTS.md)."""
+    req = service.get_request(session=session, request_id=str(request_id), client=client)
+    return receipts.receipt(session=session, req=req, settings=settings)
 
 
 @router.get(

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 from uuid import UUID
 
 from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, HttpUrl, model_validator
@@ -79,6 +79,18 @@ class ErasureRequestRead(BaseModel):
     extension_months: int | None = None
     extension_reason: str | None = None
     denial_ground: str | None = None
+
+
+class ErasureReceiptRead(BaseModel):
+    """A signed erasure receipt. `signature` (base64) is over the UTF-8 bytes of `payload`,
+    the canonical JSON of `receipt`; `certificate` is the processor certificate (the one
+    OpenDSR's discovery serves), whose key made the signature."""
+
+    receipt: dict[str, Any]
+    payload: str
+    signature: str
+    algorithm: Literal["ECDSA-P256-SHA256", "RSA-PSS-SHA256"]
+    certificate: str
 
 
 class ErasureRequestList(BaseModel):

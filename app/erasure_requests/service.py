@@ -12,6 +12,7 @@ from typing import Any
 from sqlalchemy import bindparam, select, tuple_
 from sqlalchemy.orm import Session
 
+from app.audit import service as audit
 from app.auth.service import Client
 from app.callbacks import service as callbacks
 from app.callbacks import targets
@@ -38,6 +39,8 @@ from app.registry import service as registry
 from app.registry.models import Model
 from app.registry.service import ModelRef, model_ref
 
+NO_DATA_HELD = "no data held: no training sample of {model!r} belongs to these subject identities"
+
 
 def _resolve_samples(
     session: Session, model: ModelRef, body: ErasureRequestCreate, settings: Settings
@@ -56,13 +59,8 @@ def _resolve_samples(
         subject_ref(secret, i.identity_type, i.identity_value)
         for i in body.subject_identities or []
     ]
-    ids = registry.samples_of_subjects(session=session, model_id=model.id, subject_refs=refs)
-    if not ids:
-        raise Unprocessable(
-            f"no training sample of {model.name!r} belongs to the given subject identities; "
-            "nothing was stored"
-        )
-    return ids
+    # none found is an answer, not an error: the request completes at once (no data held)
+    return registry.samples_of_subjects(session=session, model_id=model.id, subject_refs=refs)
 
 
 def _check_identity_types(model: ModelRef, body: ErasureRequestCreate) -> None:
@@ -111,6 +109,7 @@ def submit(
     sample_ids = _resolve_samples(session, model, body, settings)
     now = utcnow()
     due_at = add_months(now, 1)
+    held = bool(sample_ids)
     values: dict[str, Any] = {
         **_EVERY_COLUMN_UNSET,
         "id": str(uuid.uuid4()),
@@ -119,7 +118,15 @@ def submit(
         "regulation": body.regulation,
         # Without a batching window a request is batched the moment it is stored: no
         # received->queued UPDATE (whose dead index entries would slow every later submit).
-        "status": RequestStatus.queued if settings.batch_window_s == 0 else RequestStatus.received,
+        "status": (
+            RequestStatus.completed
+            if not held
+            else RequestStatus.queued
+            if settings.batch_window_s == 0
+            else RequestStatus.received
+        ),
+        "status_reason": None if held else NO_DATA_HELD.format(model=model.name),
+        "completed_at": None if held else now,
         "submitted_time": body.submitted_time,
         "received_at": now,
         "due_at": due_at,
@@ -152,10 +159,18 @@ def submit(
             (model_ref(session=session, id=raced.model_id) or model).name
         )
         return storage.original(session, raced, model, sample_ids, visible=visible), False
+    if not held:
+        audit.append(
+            session=session,
+            type="request.completed",
+            actor=client.actor,
+            subject=f"request:{req.id}",
+            data={"version": None, "no_data_held": True},
+        )
     if urls:
         callbacks.request_status_changed(session=session, request_ids=[req.id])
-    # The job is made after the commit, off the request path (app.jobs.scheduler).
-    storage.REQUESTS_STORED.note(session, model.id)
+    if held:  # the job is made after the commit, off the request path (app.jobs.scheduler)
+        storage.REQUESTS_STORED.note(session, model.id)
     return req, True
 
 

@@ -53,6 +53,7 @@ class Claim:
     base_metrics: dict[str, Any]
     request_ids: list[str]
     new_sample_ids: list[str]
+    """The requests' samples not erased by an earlier version."""
     erased_sample_ids: list[str]
     """Everything erased earlier in this lineage; the job forgets these plus the new ones."""
 
@@ -95,6 +96,8 @@ def claim(*, session: Session, job_id: str, worker: str) -> Claim | None:
         )
     )
     erased = registry.erased_sample_ids(session=session, model_id=model.id)
+    # a sample erased by an earlier version is forgotten again, but it is not new
+    new_ids = sorted(set(new_ids) - set(erased))
     audit.append(
         session=session,
         type="job.started",
@@ -115,7 +118,7 @@ def claim(*, session: Session, job_id: str, worker: str) -> Claim | None:
         base_sha256=base.checkpoint_sha256,
         base_metrics=dict(base.metrics),
         request_ids=request_ids,
-        new_sample_ids=sorted(new_ids),
+        new_sample_ids=new_ids,
         erased_sample_ids=sorted(erased),
     )
 

@@ -2,9 +2,11 @@
 
 `publish` runs in the worker's one transaction once the engine has produced and the store
 holds the new checkpoint: the version (`app.registry.versions`), the completed requests
-(`app.erasure_requests.lifecycle`), the alias, the webhooks and status callbacks
-(`app.callbacks`), the audit events, the job itself, and the model's next job
-(`app.jobs.scheduling`). Domains do not call each other for this; the flow calls them.
+(`app.erasure_requests.lifecycle`), the alias, the earlier versions that still contain
+data this one erased retired (`retire_superseded`) and their aliases moved here, the
+webhooks and status callbacks (`app.callbacks`), the audit events, the job itself, and
+the model's next job (`app.jobs.scheduling`). Domains do not call each other for this;
+the flow calls them.
 """
 
 from __future__ import annotations
@@ -85,6 +87,7 @@ def publish(
             "checkpoint_sha256": outcome.checkpoint_sha256,
             "requests": claim.request_ids,
             "metrics": outcome.metrics,
+            "new_sample_count": len(claim.new_sample_ids),
         },
     )
     callbacks.model_event(
@@ -117,6 +120,12 @@ def publish(
             number=number,
             actor=actor,
         )
+    session.flush()
+    retired = registry_versions.retire_superseded(
+        session=session, model=model, version=version, actor=actor, now=now
+    )
+    # no alias may point at a retired version: each one that did now serves the new one
+    registry.move_aliases_off(session=session, model=model, numbers=retired, to=number, actor=actor)
     job.status, job.phase, job.progress = JobStatus.succeeded, "published", 100.0
     job.result_version, job.finished_at, job.metrics = number, now, outcome.metrics
     job.method, job.error = outcome.method, None

@@ -192,12 +192,14 @@ def create_request(
     client: Writer,
 ) -> OpenDSRRequestCreated:
     req, _ = service.submit(session=session, body=body, client=client, settings=settings)
+    encoded = base64.b64encode(raw).decode()
     return OpenDSRRequestCreated(
         controller_id=req.client,
         expected_completion_time=rfc3339(req.due_at),
         received_time=rfc3339(req.received_at),
-        encoded_request=base64.b64encode(raw).decode(),
+        encoded_request=encoded,
         subject_request_id=req.subject_request_id,
+        processor_signature=keys.signing_key(settings).sign(encoded.encode()),
     )
 
 

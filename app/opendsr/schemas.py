@@ -58,6 +58,8 @@ class OpenDSRRequestCreated(BaseModel):
     received_time: str
     encoded_request: str
     subject_request_id: str
+    processor_signature: str
+    """Base64 signature of `encoded_request` (its ASCII bytes) with the processor key."""
 
 
 class OpenDSRStatusRead(BaseModel):

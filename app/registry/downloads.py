@@ -6,7 +6,7 @@ from __future__ import annotations
 import base64
 import re
 
-from app.core.errors import RangeNotSatisfiable
+from app.core.errors import RangeNotSatisfiable, VersionRetired
 from app.registry.models import Model, ModelVersion
 
 _RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
@@ -39,10 +39,25 @@ def parse_range(header: str, size: int) -> tuple[int, int] | None:
     return start, end
 
 
+def refuse_retired(model: Model, v: ModelVersion) -> None:
+    """A retired version's checkpoint is gone (410), naming the version that replaced it."""
+    if v.retired_at is not None:
+        raise VersionRetired(
+            f"version {v.number} of {model.name!r} was retired when version "
+            f"{v.superseded_by} erased data it was trained on; download version "
+            f"{v.superseded_by} or the `production` alias instead",
+            version=v.number,
+            superseded_by=v.superseded_by,
+            successor=f"/v1/models/{model.name}/versions/{v.superseded_by}",
+        )
+
+
 def checkpoint_headers(
     model: Model, v: ModelVersion, range_: str | None, if_none_match: str | None
 ) -> tuple[int, dict[str, str], tuple[int, int] | None]:
-    """What GET and HEAD answer for a checkpoint: status, headers and the byte span."""
+    """What GET and HEAD answer for a checkpoint: status, headers and the byte span (a
+    retired version: 410 Gone)."""
+    refuse_retired(model, v)
     etag = f'"{v.checkpoint_sha256}"'
     headers = {
         "ETag": etag,

@@ -49,6 +49,12 @@ class ModelVersion(Base):
     stored_bytes: Mapped[int] = mapped_column(BigInteger)
     """Bytes this version added to the store (only the tensors that changed)."""
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    retired_at: Mapped[datetime | None]
+    """Set when a later version erased data this one was trained on: no longer served."""
+    superseded_by: Mapped[int | None]
+    """The version whose publication retired this one."""
+    blobs_deleted_at: Mapped[datetime | None]
+    """When its blobs that no live version shares were deleted from the store."""
 
 
 class TrainingSample(Base):

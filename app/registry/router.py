@@ -16,14 +16,13 @@ from fastapi import (
     UploadFile,
 )
 from fastapi.responses import StreamingResponse
-from sqlalchemy import select
 
 from app.audit import service as audit
 from app.auth.service import Client
 from app.core.deps import SessionDep, SettingsDep, require
 from app.core.errors import BadRequest, NotFound
 from app.registry import downloads, registration, service
-from app.registry.models import Model, ModelVersion, TrainingSample
+from app.registry.models import Model, ModelVersion
 from app.registry.schemas import (
     MAX_VERSION,
     AliasHistory,
@@ -82,12 +81,18 @@ def _read(session: SessionDep, model: Model) -> ModelRead:
     )
 
 
-def _version(model: Model, v: ModelVersion, erased: list[str] | None = None) -> VersionRead:
+def _version(
+    model: Model, v: ModelVersion, erased: list[tuple[str, int]] | None = None
+) -> VersionRead:
+    """`erased`: (sample id, erased-in-version) of the lineage up to `v`, on the one-version
+    route; the cumulative list and this version's new ones are both cut from it."""
     return VersionRead.model_validate(
         {
             **{c: getattr(v, c) for c in VersionRead.model_fields if hasattr(v, c)},
             "model": model.name,
-            "erased_sample_ids": erased,
+            "status": "live" if v.retired_at is None else "retired",
+            "erased_sample_ids": None if erased is None else [s for s, _ in erased],
+            "new_sample_ids": None if erased is None else [s for s, n in erased if n == v.number],
         }
     )
 
@@ -190,15 +195,7 @@ def list_versions(session: SessionDep, model: ModelDep) -> VersionList:
 def get_version(number: VersionNumber, session: SessionDep, model: ModelDep) -> VersionRead:
     """One version's manifest, including the sample ids it erased."""
     v = service.get_version(session=session, model=model, number=number)
-    erased = list(
-        session.scalars(
-            select(TrainingSample.sample_id)
-            .where(
-                TrainingSample.model_id == model.id, TrainingSample.erased_in_version == v.number
-            )
-            .order_by(TrainingSample.sample_id)
-        )
-    )
+    erased = service.erased_up_to(session=session, model_id=model.id, number=v.number)
     return _version(model, v, erased)
 
 
@@ -250,6 +247,7 @@ _CHECKPOINT = "/{name}/versions/{number}/checkpoint"
         },
         206: {"description": "the requested byte range"},
         304: {"description": "unchanged (If-None-Match matched the ETag)"},
+        410: {"description": "retired: a later version erased data it was trained on"},
         416: {"description": "the Range lies outside the checkpoint (see Content-Range)"},
     },
 )
@@ -266,6 +264,7 @@ def download_checkpoint(
 
     Strong `ETag` = the sha256; `If-None-Match` → 304; one `Range: bytes=a-b` → 206 with
     `Content-Range` (416 outside the file); `Repr-Digest` (RFC 9530) on full responses.
+    A retired version answers 410 Gone naming the version that replaced it.
     """
     v = service.get_version(session=session, model=model, number=number)
     status, headers, span = downloads.checkpoint_headers(model, v, range_, if_none_match)
@@ -296,6 +295,7 @@ def download_checkpoint(
         200: {"description": "the checkpoint's headers: ETag, Content-Length, Repr-Digest"},
         206: {"description": "the headers of the requested byte range"},
         304: {"description": "unchanged (If-None-Match matched the ETag)"},
+        410: {"description": "retired: a later version erased data it was trained on"},
         416: {"description": "the Range lies outside the checkpoint (see Content-Range)"},
     },
 )

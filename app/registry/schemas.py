@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -41,12 +41,21 @@ class VersionRead(BaseModel):
     metrics: dict[str, Any]
     request_ids: list[str]
     erased_sample_ids: list[str] | None = None
-    """Samples erased in this version (not earlier ones); listed on the single-version route."""
+    """Every sample erased in this lineage up to and including this version (so its length
+    is `erased_count`); listed on the single-version route."""
+    new_sample_ids: list[str] | None = None
+    """The samples this version erased that no earlier version had; single-version route."""
     erased_count: int
     checkpoint_sha256: str
     checkpoint_size: int
     stored_bytes: int
     created_at: datetime
+    status: Literal["live", "retired"] = "live"
+    """`retired`: a later version erased data this one was trained on; its checkpoint
+    answers 410 Gone and no alias may point at it."""
+    retired_at: datetime | None = None
+    superseded_by: int | None = None
+    """The version whose publication retired this one."""
 
 
 class VersionList(BaseModel):

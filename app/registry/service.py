@@ -14,7 +14,13 @@ from app.audit import service as audit
 from app.callbacks import service as callbacks
 from app.core.bulk import bulk_insert, existing
 from app.core.db import utcnow
-from app.core.errors import CheckpointMismatch, Conflict, NotFound, Unprocessable
+from app.core.errors import (
+    CheckpointMismatch,
+    Conflict,
+    NotFound,
+    RetiredAliasTarget,
+    Unprocessable,
+)
 from app.registry import versions
 from app.registry.models import (
     Alias,
@@ -246,6 +252,20 @@ def list_samples(
     return list(session.scalars(q.order_by(TrainingSample.sample_id).limit(limit)))
 
 
+def erased_up_to(*, session: Session, model_id: int, number: int) -> list[tuple[str, int]]:
+    """(sample id, erased-in-version) of every sample erased in versions 2..`number`."""
+    rows = session.execute(
+        select(TrainingSample.sample_id, TrainingSample.erased_in_version)
+        .where(
+            TrainingSample.model_id == model_id,
+            TrainingSample.erased_in_version.is_not(None),
+            TrainingSample.erased_in_version <= number,
+        )
+        .order_by(TrainingSample.sample_id)
+    )
+    return [(sample_id, n) for sample_id, n in rows if n is not None]
+
+
 def count_samples(*, session: Session, model_id: int) -> int:
     return (
         session.scalar(
@@ -331,12 +351,37 @@ def get_alias(*, session: Session, model: Model, alias: str) -> Alias:
 
 
 def set_alias(*, session: Session, model: Model, alias: str, number: int, actor: str) -> Alias:
-    """Point `alias` at version `number` (recorded in its history); a no-op if it already is."""
-    get_version(session=session, model=model, number=number)
+    """Point `alias` at version `number` (recorded in its history); a no-op if it already is.
+    A retired version is refused (409): it still contains data a later version erased."""
+    version = get_version(session=session, model=model, number=number)
+    if version.retired_at is not None:
+        raise RetiredAliasTarget(
+            f"version {number} of {model.name!r} is retired: version {version.superseded_by} "
+            "erased data it was trained on, so no alias may point at it; choose version "
+            f"{version.superseded_by} or later",
+            version=number,
+            superseded_by=version.superseded_by,
+        )
     row = session.get(Alias, (model.id, alias))
     if row is not None and row.version_number == number:
         return row
     return move_alias(session=session, model=model, alias=alias, number=number, actor=actor)
+
+
+def move_aliases_off(
+    *, session: Session, model: Model, numbers: Sequence[int], to: int, actor: str
+) -> list[str]:
+    """Move every alias of `model` that points at one of `numbers` to version `to`."""
+    if not numbers:
+        return []
+    rows = session.scalars(
+        select(Alias).where(Alias.model_id == model.id, Alias.version_number.in_(numbers))
+    )
+    moved = []
+    for row in list(rows):
+        move_alias(session=session, model=model, alias=row.name, number=to, actor=actor)
+        moved.append(row.name)
+    return moved
 
 
 def alias_history(*, session: Session, model: Model, alias: str) -> list[AliasMove]:

@@ -271,6 +271,31 @@ def store_verify() -> None:
         raise typer.Exit(1)
 
 
+@store_app.command("gc")
+def store_gc(
+    dry_run: Annotated[
+        bool, typer.Option("--dry-run", help="list what would be deleted; delete nothing")
+    ] = False,
+) -> None:
+    """Delete blobs that no manifest and no model references (puts that crashed part-way).
+
+    Run it while no registration or job is writing to the store: a put writes its blobs
+    first and its manifest last."""
+    from app.core.db import make_engine, make_session_factory
+    from app.core.store import open_settings_store
+    from lethe.cli.store_check import collect_garbage
+
+    settings = get_settings()
+    factory = make_session_factory(make_engine(settings.resolved_database_url))
+    removal = collect_garbage(
+        session_factory=factory, store=open_settings_store(settings), dry_run=dry_run
+    )
+    verb = "would delete" if dry_run else "deleted"
+    for digest in removal.blobs:
+        typer.echo(f"{verb} blob {digest}")
+    typer.echo(f"{verb} {len(removal.blobs)} unreferenced blob(s), {removal.bytes} bytes")
+
+
 @app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
 def bench(ctx: typer.Context) -> None:
     """Benchmark methods against retraining (see `lethe bench --help`)."""

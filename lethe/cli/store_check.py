@@ -1,8 +1,10 @@
 """`lethe store verify`: re-hash the blobs of every published version and report what is
 missing or corrupt, so an operator learns of a damaged store before a download does.
+`lethe store gc`: delete the blobs nothing references (a put that crashed part-way).
 
 Downloads already refuse to serve a corrupt blob (reads are verified); this walk finds
-damage in versions nobody has downloaded yet.
+damage in versions nobody has downloaded yet. Versions whose blobs were deleted after
+their retirement are not checked (they are listed as such).
 """
 
 from __future__ import annotations
@@ -15,7 +17,9 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from app.core.db import session_scope
 from app.registry.models import Model, ModelVersion
-from models_store import StoreError
+from models_store import ModelStore, StoreError
+from models_store.backends.base import is_digest
+from models_store.store import Removal
 
 
 @dataclass(frozen=True)
@@ -34,6 +38,7 @@ def check_versions(
         rows = s.execute(
             select(Model.name, ModelVersion.number, ModelVersion.checkpoint_sha256)
             .join(Model, Model.id == ModelVersion.model_id)
+            .where(ModelVersion.blobs_deleted_at.is_(None))
             .order_by(Model.name, ModelVersion.number)
         ).all()
     problems: list[VersionProblem] = []
@@ -44,3 +49,25 @@ def check_versions(
             found = [f"cannot be checked: {exc.__class__.__name__}: {exc}"]
         problems += [VersionProblem(name, number, sha, p) for p in found]
     return len(rows), problems
+
+
+def _digests(value: object) -> set[str]:
+    """Every sha256-looking string inside a JSON value (a dataset's `blob`, or any other
+    digest a registration records), so gc never deletes what a model's record points at."""
+    if isinstance(value, str):
+        return {value} if is_digest(value) else set()
+    if isinstance(value, dict):
+        return set().union(*(_digests(v) for v in value.values()))
+    if isinstance(value, list):
+        return set().union(*(_digests(v) for v in value))
+    return set()
+
+
+def collect_garbage(
+    *, session_factory: sessionmaker[Session], store: ModelStore, dry_run: bool
+) -> Removal:
+    """Delete (or, on a dry run, list) the blobs no manifest and no model record references."""
+    with session_scope(session_factory, None) as s:
+        params = list(s.scalars(select(Model.dataset_params)))
+    keep = set().union(*(_digests(p) for p in params))
+    return store.gc(keep_blobs=keep, dry_run=dry_run)

@@ -30,6 +30,11 @@ class Source(Protocol):
     def seekable(self) -> bool: ...
 
 
+def is_digest(name: str) -> bool:
+    """Whether a stored object's name is a sha256 digest (not a temporary file)."""
+    return len(name) == 64 and all(c in "0123456789abcdef" for c in name)
+
+
 def blob_key(digest: str) -> str:
     return f"blobs/sha256/{digest[:2]}/{digest}"
 
@@ -100,4 +105,20 @@ class Backend(Protocol):
 
     def list_records(self, prefix: str) -> list[str]:
         """Keys of the records under ``records/<prefix>``, sorted."""
+        ...
+
+    def delete_blob(self, digest: str) -> None:
+        """Remove a blob; nothing happens if it is absent."""
+        ...
+
+    def delete_manifest(self, sha256: str) -> None:
+        """Remove a manifest; nothing happens if it is absent."""
+        ...
+
+    def blob_digests(self) -> Iterator[str]:
+        """Every stored blob's digest (temporary files of writes under way excluded)."""
+        ...
+
+    def manifest_digests(self) -> Iterator[str]:
+        """Every stored manifest's sha256."""
         ...

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from models_store.backends.base import Source, blob_key, manifest_key
+from models_store.backends.base import Source, blob_key, is_digest, manifest_key
 from models_store.errors import BlobNotFound, StoreError
 
 __all__ = ["FilesystemBackend"]
@@ -118,6 +118,24 @@ class FilesystemBackend:
             for p in folder.rglob("*")
             if p.is_file() and not p.name.startswith(".")
         )
+
+    # removal and listing ---------------------------------------------------------------
+
+    def delete_blob(self, digest: str) -> None:
+        self._blob_path(digest).unlink(missing_ok=True)
+
+    def delete_manifest(self, sha256: str) -> None:
+        self._manifest_path(sha256).unlink(missing_ok=True)
+
+    def blob_digests(self) -> Iterator[str]:
+        for path in (self.root / "blobs" / "sha256").glob("*/*"):
+            if path.is_file() and is_digest(path.name):
+                yield path.name
+
+    def manifest_digests(self) -> Iterator[str]:
+        for path in (self.root / "manifests").glob("*.json"):
+            if is_digest(path.stem):
+                yield path.stem
 
 
 def _read_range(handle: BinaryIO, start: int, end: int, chunk_size: int) -> Iterator[bytes]:

@@ -21,7 +21,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from models_store.backends.base import Source, blob_key, manifest_key
+from models_store.backends.base import Source, blob_key, is_digest, manifest_key
 from models_store.errors import BlobNotFound, StoreError
 
 __all__ = ["S3Backend"]
@@ -272,3 +272,37 @@ class S3Backend:
         except (BotoCoreError, ClientError) as exc:
             raise self._fail(exc, f"records {prefix}") from exc
         return sorted(keys)
+
+    # removal and listing ---------------------------------------------------------------
+
+    def _delete(self, key: str, what: str) -> None:
+        try:
+            self._client.delete_object(Bucket=self.bucket, Key=key)
+        except (BotoCoreError, ClientError) as exc:
+            raise self._fail(exc, what) from exc
+
+    def delete_blob(self, digest: str) -> None:
+        self._delete(self._key(blob_key(digest)), f"blob {digest}")
+
+    def delete_manifest(self, sha256: str) -> None:
+        self._delete(self._key(manifest_key(sha256)), f"manifest {sha256}")
+
+    def _names(self, folder: str, suffix: str) -> Iterator[str]:
+        prefix = self._key(folder)
+        try:
+            pages = self._client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=prefix
+            )
+            for page in pages:
+                for item in page.get("Contents", []):
+                    name = str(item["Key"]).rsplit("/", 1)[-1].removesuffix(suffix)
+                    if is_digest(name):
+                        yield name
+        except (BotoCoreError, ClientError) as exc:
+            raise self._fail(exc, f"listing {folder}") from exc
+
+    def blob_digests(self) -> Iterator[str]:
+        return self._names("blobs/sha256/", "")
+
+    def manifest_digests(self) -> Iterator[str]:
+        return self._names("manifests/", ".json")

@@ -5,6 +5,7 @@ and audited, and internal targets refused before anything is stored."""
 from __future__ import annotations
 
 import json
+import re
 from typing import Any
 
 import pytest
@@ -80,6 +81,20 @@ def test_status_callbacks_are_signed_and_retried_after_a_500(
     assert [a["status_code"] for a in retried["attempt_log"]] == [500, 204]
     assert retried["attempt_log"][0]["error"] == "HTTP 500"
     assert len(deliveries) == len({r.headers["webhook-id"] for r in received})
+
+    # in order: numbered 1..n with millisecond timestamps, and no event reached the portal
+    # before every earlier one was delivered (the first waited out its retry)
+    sequences = [json.loads(r.body)["sequence"] for r in received]
+    assert sorted(set(sequences)) == list(range(1, len(deliveries) + 1))
+    assert sequences == sorted(sequences), sequences
+    for i in range(len(received)):
+        earlier = {s for s, e in zip(sequences[:i], received[:i], strict=True) if e.answered == 204}
+        assert set(range(1, sequences[i])) <= earlier, (i, sequences)
+    assert all(
+        re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", p["timestamp"]) for p in payloads
+    )
+    # a retry is the same event: same id, same body
+    assert received[0].body == received[1].body and sequences[:2] == [1, 1]
 
     audit = embedded_client.get(
         "/v1/audit",

@@ -73,6 +73,12 @@ def test_round_trip_is_signed_with_the_served_certificate(
     srid = json.loads(sent)["subject_request_id"]
     assert receipt["subject_request_id"] == srid
     assert base64.b64decode(receipt["encoded_request"]) == sent
+    from app.opendsr.keys import verify
+
+    # spec 7.3: the processor signs the encoded request it received
+    encoded = receipt["encoded_request"].encode()
+    assert verify(cert, encoded, receipt["processor_signature"])
+    assert not verify(cert, base64.b64encode(sent + b" "), receipt["processor_signature"])
     assert receipt["controller_id"] == "test"
     assert receipt["expected_completion_time"].endswith("Z")
 

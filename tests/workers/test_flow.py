@@ -14,6 +14,10 @@ def test_class_erasure_completes_and_the_model_forgets(
     embedded_client: Any, seeded: Any, admin_headers: dict[str, str]
 ) -> None:
     forget = training_ids(seeded, label=3)
+    # v1 is retired once v2 erases data it was trained on: take it before
+    v1_blob, _ = download(
+        embedded_client, "/v1/models/digits-cnn/versions/1/checkpoint", admin_headers
+    )
     resp = embedded_client.post(
         "/v1/erasure-requests", json=erasure_body(forget), headers=admin_headers
     )
@@ -41,9 +45,6 @@ def test_class_erasure_completes_and_the_model_forgets(
     assert sha256(blob) == headers["X-Checkpoint-Sha256"] == manifest["checkpoint_sha256"]
     assert headers["ETag"] == f'"{manifest["checkpoint_sha256"]}"'
 
-    v1_blob, _ = download(
-        embedded_client, "/v1/models/digits-cnn/versions/1/checkpoint", admin_headers
-    )
     v1, v2 = load_model(v1_blob), load_model(blob)
     forget_acc_v1, _ = accuracy_and_confidence(v1, forget)
     forget_acc_v2, _ = accuracy_and_confidence(v2, forget)
@@ -59,6 +60,9 @@ def test_sample_erasure_completes_and_confidence_drops(
     embedded_client: Any, seeded: Any, admin_headers: dict[str, str]
 ) -> None:
     forget = training_ids(seeded)[::50][:20]
+    v1_blob, _ = download(
+        embedded_client, "/v1/models/digits-cnn/versions/1/checkpoint", admin_headers
+    )
     accepted = submit(embedded_client, forget, admin_headers)
     done = wait_for_status(embedded_client, accepted["id"], admin_headers)
     version = embedded_client.get(
@@ -67,9 +71,6 @@ def test_sample_erasure_completes_and_confidence_drops(
     assert version["erased_sample_ids"] == sorted(forget)
     assert version["method"] == "lau-calibrated"
 
-    v1_blob, _ = download(
-        embedded_client, "/v1/models/digits-cnn/versions/1/checkpoint", admin_headers
-    )
     v2_blob, headers = download(
         embedded_client,
         f"/v1/models/digits-cnn/versions/{done['result_version']}/checkpoint",
