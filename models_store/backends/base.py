@@ -8,6 +8,7 @@ Layout (relative to the store root or ``s3://bucket/prefix/``)::
 
     blobs/sha256/<first two hex chars>/<digest>
     manifests/<sha256>.json
+    refs/<name>                 a small named pointer (e.g. a feature table's blob digest)
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Protocol
 
-__all__ = ["Backend", "Source", "blob_key", "manifest_key"]
+__all__ = ["Backend", "Source", "blob_key", "manifest_key", "ref_key"]
 
 
 class Source(Protocol):
@@ -36,6 +37,10 @@ def blob_key(digest: str) -> str:
 
 def manifest_key(sha256: str) -> str:
     return f"manifests/{sha256}.json"
+
+
+def ref_key(name: str) -> str:
+    return f"refs/{name}"
 
 
 class Backend(Protocol):
@@ -86,4 +91,12 @@ class Backend(Protocol):
 
     def write_manifest(self, sha256: str, data: bytes) -> None:
         """Store a manifest atomically (same guarantee as ``write_blob``)."""
+        ...
+
+    def read_ref(self, name: str) -> bytes | None:
+        """A named pointer's bytes, or None when absent (names are validated by the caller)."""
+        ...
+
+    def write_ref(self, name: str, data: bytes) -> None:
+        """Store a named pointer atomically (a rewrite replaces it)."""
         ...
