@@ -20,10 +20,12 @@ from torch import nn
 
 __all__ = [
     "ENTRY_POINT_GROUP",
+    "PUBLISHED_TORCHVISION",
     "TORCHVISION_PREFIX",
     "SplitModel",
     "get_architecture",
     "list_architectures",
+    "published_architectures",
     "register_architecture",
     "torchvision_builders",
 ]
@@ -173,6 +175,24 @@ def list_architectures() -> list[str]:
     """Built-in, registered and plug-in ids (``torchvision:<builder>`` ids are accepted too:
     ``torchvision_builders()`` lists them)."""
     return sorted({*_BUILTIN, *_REGISTERED, *_plugins()})
+
+
+#: ``torchvision:`` ids whose tensor spec the workers publish by default, so the torch-free
+#: API can check an uploaded checkpoint against them (any other builder is accepted by the
+#: engine; the service needs its spec published: ``lethe publish-specs`` with its id).
+PUBLISHED_TORCHVISION = (
+    "torchvision:resnet18",
+    "torchvision:resnet34",
+    "torchvision:resnet50",
+    "torchvision:mobilenet_v3_small",
+    "torchvision:mobilenet_v3_large",
+    "torchvision:efficientnet_b0",
+)
+
+
+def published_architectures() -> list[str]:
+    """``list_architectures()`` plus ``PUBLISHED_TORCHVISION``."""
+    return sorted({*list_architectures(), *PUBLISHED_TORCHVISION})
 
 
 def torchvision_builders() -> list[str]:
