@@ -1,6 +1,7 @@
 """A user's own torchvision ResNet-18, as README "Your own model" walks through it: the
 user's plain state dict (no Lethe metadata) and a generated image set are registered,
-a data subject is erased, and the new version loads into unmodified torchvision."""
+a data subject is erased, and the new version loads into unmodified torchvision; on SQLite
+and PostgreSQL with the embedded worker, and through a Celery worker with the S3 store."""
 
 from __future__ import annotations
 
@@ -12,6 +13,8 @@ import pytest
 
 from tests.conftest import create_key
 from tests.helpers import erasure_body, wait_for_status
+from tests.models_store.conftest import s3_bucket, s3_client, s3_endpoint  # noqa: F401
+from tests.models_store.store_harness import CREDENTIALS, REGION
 
 torch = pytest.importorskip("torch")
 torchvision = pytest.importorskip("torchvision")
@@ -39,12 +42,42 @@ def _shapes_npz() -> bytes:
 
 
 def test_a_torchvision_resnet18_round_trip(embedded_client: Any, seeded: Any) -> None:
+    _round_trip(embedded_client, seeded)
+
+
+@pytest.mark.slow
+@pytest.mark.postgres
+@pytest.mark.redis
+def test_the_same_through_celery_postgres_and_the_s3_server(
+    distributed: Any, request: pytest.FixtureRequest
+) -> None:
+    from pydantic import SecretStr
+
+    endpoint = request.getfixturevalue("s3_endpoint")  # the moto server of tests/models_store
+    s3 = request.getfixturevalue("s3_client")
+    bucket = request.getfixturevalue("s3_bucket")
+    distributed.configure(
+        store_url=f"s3://{bucket}/models",
+        s3_endpoint_url=endpoint,
+        s3_region=REGION,
+        s3_access_key_id=CREDENTIALS["aws_access_key_id"],
+        s3_secret_access_key=SecretStr(CREDENTIALS["aws_secret_access_key"]),
+    )
+    distributed.worker("w1", beat=True)
+    with distributed.client() as client:
+        _round_trip(client, distributed.runtime)
+    keys = {o["Key"] for o in s3.list_objects_v2(Bucket=bucket)["Contents"]}
+    assert any(k.startswith("models/manifests/") for k in keys)
+
+
+def _round_trip(client: Any, rt: Any) -> None:
     from safetensors.torch import load, save
 
+    embedded_client = client
     torch.manual_seed(0)
     mine = torchvision.models.resnet18(num_classes=10)  # the user's model, as trained
     checkpoint = save(mine.state_dict())  # plain safetensors: the user's names, no metadata
-    admin = {"X-API-Key": create_key(seeded, ["admin"])}
+    admin = {"X-API-Key": create_key(rt, ["admin"])}
     resp = embedded_client.post(
         "/v1/models",
         data={
