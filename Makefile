@@ -1,5 +1,6 @@
 # Two commands for a new user:
-#   make run    set up everything and serve the demo on http://127.0.0.1:8000 (embedded mode)
+#   make run    set up everything and serve the demo on http://127.0.0.1:8000 (embedded mode);
+#               `make run PORT=8080 HOST=0.0.0.0` serves elsewhere
 #   make test   set up everything and run the checks and the test suite (what CI runs)
 PYTHON ?= python3
 VENV ?= .venv
@@ -12,33 +13,56 @@ TORCH_VERSION ?= 2.14.1
 TORCHVISION_VERSION ?= 0.29.1
 TORCH_SPEC ?= torch==$(TORCH_VERSION) torchvision==$(TORCHVISION_VERSION)
 PIP := $(BIN)/python -m pip --disable-pip-version-check
+# Where `make run` serves: `make run PORT=8080 HOST=0.0.0.0`, else LETHE_PORT / LETHE_HOST
+# from the environment. A HOST or PORT merely in the environment (some shells export
+# HOST=<hostname>) is ignored.
+ifneq ($(origin HOST),command line)
+HOST := $(or $(LETHE_HOST),127.0.0.1)
+endif
+ifneq ($(origin PORT),command line)
+PORT := $(or $(LETHE_PORT),8000)
+endif
+# $(call say,message) announces a step (no commas in a message: make splits arguments on them)
+say = @printf '\n==> %s\n' $(1)
 
-.PHONY: install install-dev run test lint bench clean
+.PHONY: install install-dev run test lint bench clean chromium
 
 $(BIN)/python:
+	$(call say,"creating the virtual environment $(VENV)")
 	$(PYTHON) -m venv $(VENV)
 
 $(VENV)/.installed-run: pyproject.toml Makefile | $(BIN)/python
-	$(PIP) install -q $(TORCH_SPEC)
-	$(PIP) install -q -e '.[worker]'
+	$(call say,"installing $(TORCH_SPEC) (pinned as a pair: the first time downloads several hundred MB)")
+	$(PIP) install $(TORCH_SPEC)
+	$(call say,"installing Lethe with its worker extra (editable)")
+	$(PIP) install -e '.[worker]'
 	touch $@
 
 $(VENV)/.installed-dev: $(VENV)/.installed-run pyproject.toml
-	$(PIP) install -q -e '.[worker,dev]'
+	$(call say,"installing the development tools (ruff; mypy; pytest; ...)")
+	$(PIP) install -e '.[worker,dev]'
 	touch $@
 
 install: $(VENV)/.installed-run
 install-dev: $(VENV)/.installed-dev
 
 run: install
-	$(BIN)/lethe demo
+	$(call say,"installed. Next: migrate the database; seed the demo model; print the demo key; serve http://$(HOST):$(PORT)")
+	LETHE_HOST=$(HOST) LETHE_PORT=$(PORT) $(BIN)/lethe demo
 
 lint: install-dev
-	$(BIN)/ruff check app workers unlearning models_store migrations tests
+	$(BIN)/ruff check app workers lethe unlearning models_store migrations tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 
-test: lint
+# The console's browser tests drive Debian's Chromium through Playwright (never a browser
+# download). Installed from Debian's packages when missing; a no-op when it is there.
+chromium:
+	@test -x /usr/bin/chromium || { \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium; } \
+	  || echo "chromium could not be installed: the console browser tests will skip (fail under CI=true)"
+
+test: lint chromium
 	$(BIN)/python -m pytest
 
 bench: install

@@ -53,10 +53,13 @@ def open_store(
     s3_region: str | None = None,
     s3_access_key_id: str | None = None,
     s3_secret_access_key: str | None = None,
+    s3_create_bucket: bool = False,
 ) -> ModelStore:
     """Open the store at ``file:///abs/path``, a plain path, or ``s3://bucket/prefix``.
 
-    Nothing is contacted or created here; call ``ping()`` to check the store is usable.
+    Nothing is contacted or created here; call ``ping()`` to check the store is usable
+    (which creates a missing filesystem root, and a missing bucket if
+    ``s3_create_bucket``).
     """
     parts = urlsplit(url)
     if parts.scheme == "s3":
@@ -67,6 +70,7 @@ def open_store(
             region=s3_region,
             access_key_id=s3_access_key_id,
             secret_access_key=s3_secret_access_key,
+            create_bucket=s3_create_bucket,
         )
     elif parts.scheme == "file":
         if parts.netloc not in ("", "localhost"):

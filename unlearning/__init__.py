@@ -13,6 +13,7 @@ from .datasets import list_datasets, load_dataset
 from .engine import choose_method, unlearn
 from .methods import get_method, list_methods, register
 from .metrics import avg_gap, evaluate, mia_efficacy
+from .report import confidence_histograms
 from .training import TrainRecipe, default_recipe, train_model
 from .types import Cancelled, Dataset, Hooks, Split, UnlearnData, UnlearnResult
 
@@ -29,6 +30,7 @@ __all__ = [
     "avg_gap",
     "backbone_digest",
     "choose_method",
+    "confidence_histograms",
     "default_recipe",
     "embed",
     "evaluate",

@@ -108,3 +108,12 @@ def revoke_key(*, session: Session, prefix: str) -> ApiKey:
     if row.revoked_at is None:
         row.revoked_at = utcnow()
     return row
+
+
+def client_of_key(*, session: Session, key_id: int, prefix: str) -> Client | None:
+    """The client of a key already authenticated once (a console session), unless revoked."""
+    row = session.get(ApiKey, key_id)
+    if row is None or row.prefix != prefix or row.revoked_at is not None:
+        return None
+    models = frozenset(row.models) if row.models is not None else None
+    return Client(row.id, row.name, frozenset(row.scopes), models)

@@ -68,7 +68,12 @@ class ErasureRequestRead(BaseModel):
     due_at: datetime
     days_left: int
     overdue: bool
-    job_id: UUID | None
+    job_id: UUID | None = Field(
+        description="The job erasing the request. Null in the 202 answer: the job is made "
+        "after the request is stored, when the scheduler batches the model's queued requests "
+        "(at once in the demo; after LETHE_BATCH_WINDOW_S otherwise). Read it from "
+        "GET /v1/erasure-requests/{id}."
+    )
     result_version: int | None
     completed_at: datetime | None
     extension_months: int | None = None

@@ -1,10 +1,13 @@
 from __future__ import annotations
 
+import logging
+
 from fastapi import APIRouter, Request
 from fastapi.responses import JSONResponse
 from sqlalchemy import text
 
 router = APIRouter(tags=["health"])
+log = logging.getLogger("lethe.health")
 
 
 @router.get("/healthz")
@@ -27,15 +30,14 @@ def readyz(request: Request) -> JSONResponse:
     try:
         state.store.ping()
         checks["store"] = "ok"
-    except Exception as exc:
-        checks["store"] = f"unreachable: {exc.__class__.__name__}"
-    ping = getattr(state.dispatcher, "ping", None)
-    if ping is not None:
-        try:
-            ping()
+    except Exception as exc:  # the store's errors name the bucket or path, never a secret
+        checks["store"] = f"unreachable: {exc.__class__.__name__}: {exc}"
+        log.warning("store %s is not ready: %s", state.store.url, exc)
+    try:
+        if state.dispatcher.ping():  # False: no broker to check (embedded mode)
             checks["broker"] = "ok"
-        except Exception as exc:
-            checks["broker"] = f"unreachable: {exc.__class__.__name__}"
+    except Exception as exc:
+        checks["broker"] = f"unreachable: {exc.__class__.__name__}"
     ok = all(v == "ok" for v in checks.values())
     return JSONResponse(
         {"status": "ok" if ok else "unavailable", "checks": checks}, status_code=200 if ok else 503

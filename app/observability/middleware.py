@@ -12,6 +12,7 @@ import time
 import uuid
 from typing import Any
 
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.core.errors import PROBLEM_JSON, PayloadTooLarge
@@ -69,6 +70,19 @@ def replaying(body: bytes, receive: Receive) -> Receive:
     return _receive
 
 
+def route_template(scope: Scope) -> str:
+    """The route's path template for metrics and logs. FastAPI marks the API routes it
+    matched; the application's own plain routes (`/docs`, `/redoc`, `/openapi.json`) are
+    looked up here, so only a path that matches no route is counted as `unmatched`."""
+    route = scope.get("route")
+    if route is None:
+        app = scope.get("app")
+        route = next(
+            (r for r in getattr(app, "routes", ()) if r.matches(scope)[0] is Match.FULL), None
+        )
+    return getattr(route, "path", None) or "unmatched"
+
+
 class RequestContextMiddleware:
     """`X-Request-ID` in (kept when well-formed) and out; one JSON access-log line; metrics."""
 
@@ -100,8 +114,7 @@ class RequestContextMiddleware:
             await self.app(scope, receive, _send)
         finally:
             elapsed = time.perf_counter() - started
-            route = scope.get("route")
-            template = getattr(route, "path", None) or "unmatched"
+            template = route_template(scope)
             self.metrics.requests.labels(scope["method"], template, str(status)).inc()
             self.metrics.latency.labels(template).observe(elapsed)
             log.info(

@@ -22,6 +22,9 @@ class Model(Base):
     dataset_params: Mapped[dict[str, Any]]
     auto_promote: Mapped[bool] = mapped_column(default=True)
     """Whether a newly published version moves the `production` alias."""
+    subject_identity_type: Mapped[str | None] = mapped_column(String(32))
+    """The identity type (`user_id`, `email`, ...) its samples' subject refs are keyed hashes
+    of; None when the training set names no subjects (or the model predates recording it)."""
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
 
 

@@ -1,18 +1,28 @@
 from __future__ import annotations
 
 import base64
-import re
 from typing import Annotated, Literal
 
-from fastapi import APIRouter, Depends, File, Form, Header, Path, Request, Response, UploadFile
+from fastapi import (
+    APIRouter,
+    Depends,
+    File,
+    Form,
+    Header,
+    Path,
+    Query,
+    Request,
+    Response,
+    UploadFile,
+)
 from fastapi.responses import StreamingResponse
 from sqlalchemy import select
 
 from app.audit import service as audit
 from app.auth.service import Client
 from app.core.deps import SessionDep, SettingsDep, require
-from app.core.errors import Forbidden, RangeNotSatisfiable
-from app.registry import registration, service
+from app.core.errors import BadRequest, Forbidden
+from app.registry import downloads, registration, service
 from app.registry.models import Model, ModelVersion, TrainingSample
 from app.registry.schemas import (
     MAX_VERSION,
@@ -22,6 +32,8 @@ from app.registry.schemas import (
     AliasUpdate,
     ModelList,
     ModelRead,
+    SampleList,
+    SampleRead,
     VersionList,
     VersionRead,
 )
@@ -63,6 +75,7 @@ def _read(session: SessionDep, model: Model) -> ModelRead:
         auto_promote=model.auto_promote,
         latest_version=latest.number if latest else 0,
         training_samples=service.count_samples(session=session, model_id=model.id),
+        subject_identity_types=[model.subject_identity_type] if model.subject_identity_type else [],
         created_at=model.created_at,
     )
 
@@ -222,30 +235,11 @@ def get_alias_history(alias: str, session: SessionDep, model: ModelDep) -> Alias
     )
 
 
-_RANGE = re.compile(r"^bytes=(\d*)-(\d*)$")
-
-
-def _parse_range(header: str, size: int) -> tuple[int, int] | None:
-    """One `bytes=a-b` range as [start, end); None to serve the whole file."""
-    m = _RANGE.match(header.strip())
-    if not m or (not m.group(1) and not m.group(2)):
-        return None
-    first, last = m.group(1), m.group(2)
-    if first:
-        start = int(first)
-        end = min(int(last) + 1, size) if last else size
-    else:
-        start, end = max(size - int(last), 0), size
-    if start >= size or start >= end:
-        raise RangeNotSatisfiable(
-            f"range {header!r} is outside the checkpoint's {size} bytes",
-            headers={"Content-Range": f"bytes */{size}"},
-        )
-    return start, end
+_CHECKPOINT = "/{name}/versions/{number}/checkpoint"
 
 
 @router.get(
-    "/{name}/versions/{number}/checkpoint",
+    _CHECKPOINT,
     response_class=StreamingResponse,
     responses={
         200: {
@@ -272,22 +266,11 @@ def download_checkpoint(
     `Content-Range` (416 outside the file); `Repr-Digest` (RFC 9530) on full responses.
     """
     v = service.get_version(session=session, model=model, number=number)
-    etag = f'"{v.checkpoint_sha256}"'
-    digest = base64.b64encode(bytes.fromhex(v.checkpoint_sha256)).decode()
-    headers = {
-        "ETag": etag,
-        "Accept-Ranges": "bytes",
-        "X-Checkpoint-Sha256": v.checkpoint_sha256,
-        "Content-Disposition": f'attachment; filename="{model.name}-v{v.number}.safetensors"',
-    }
-    if if_none_match and (
-        if_none_match.strip() == "*"
-        or etag in [t.strip().removeprefix("W/") for t in if_none_match.split(",")]
-    ):
+    status, headers, span = downloads.checkpoint_headers(model, v, range_, if_none_match)
+    if status == 304:
         return Response(status_code=304, headers=headers)
     store = request.app.state.store
     manifest = store.get_manifest(v.checkpoint_sha256)
-    span = _parse_range(range_, v.checkpoint_size) if range_ else None
     audit.append(
         session=session,
         type="checkpoint.downloaded",
@@ -296,20 +279,80 @@ def download_checkpoint(
         data={"version": v.number, "range": range_},
     )
     session.commit()
-    if span is None:
-        headers["Repr-Digest"] = f"sha-256=:{digest}:"
-        headers["Content-Length"] = str(v.checkpoint_size)
-        return StreamingResponse(
-            store.open_checkpoint(manifest), headers=headers, media_type="application/octet-stream"
-        )
-    start, end = span
-    headers["Content-Range"] = f"bytes {start}-{end - 1}/{v.checkpoint_size}"
-    headers["Content-Length"] = str(end - start)
+    start, end = span or (0, None)
     return StreamingResponse(
         store.open_checkpoint(manifest, start=start, end=end),
-        status_code=206,
+        status_code=status,
         headers=headers,
-        media_type="application/octet-stream",
+    )
+
+
+@router.head(
+    _CHECKPOINT,
+    response_class=Response,
+    responses={
+        200: {"description": "the checkpoint's headers: ETag, Content-Length, Repr-Digest"},
+        206: {"description": "the headers of the requested byte range"},
+        304: {"description": "unchanged (If-None-Match matched the ETag)"},
+        416: {"description": "the Range lies outside the checkpoint (see Content-Range)"},
+    },
+)
+def checkpoint_headers(
+    number: VersionNumber,
+    session: SessionDep,
+    model: ModelDep,
+    range_: Annotated[str | None, Header(alias="Range")] = None,
+    if_none_match: Annotated[str | None, Header()] = None,
+) -> Response:
+    """The download's headers without its body (size, ETag = sha256, Repr-Digest), as GET
+    answers them; not audited as a download, since no byte of the checkpoint is sent."""
+    v = service.get_version(session=session, model=model, number=number)
+    status, headers, _ = downloads.checkpoint_headers(model, v, range_, if_none_match)
+    return Response(status_code=status, headers=headers)
+
+
+def _sample_cursor(sample_id: str) -> str:
+    return base64.urlsafe_b64encode(sample_id.encode()).decode().rstrip("=")
+
+
+def _after_cursor(cursor: str) -> str:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        return base64.b64decode(padded, altchars=b"-_", validate=True).decode()
+    except ValueError:  # binascii.Error and UnicodeDecodeError are ValueErrors
+        raise BadRequest("the cursor is not one this API returned; start without it") from None
+
+
+@router.get("/{name}/samples", response_model=SampleList, operation_id="models-list-samples")
+def list_samples(
+    session: SessionDep,
+    model: ModelDep,
+    cursor: str | None = None,
+    erased: Annotated[
+        bool | None, Query(description="only erased (true) or only still learned (false)")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+) -> SampleList:
+    """The model's training samples, by sample id: label, whether a data subject is
+    recorded for it (never the subject), and the version that erased it; cursor paginated.
+    These are the ids an erasure request's `sample_ids` name."""
+    after = _after_cursor(cursor) if cursor is not None else None
+    rows = service.list_samples(
+        session=session, model_id=model.id, after=after, limit=limit + 1, erased=erased
+    )
+    more = len(rows) > limit
+    rows = rows[:limit]
+    return SampleList(
+        items=[
+            SampleRead(
+                sample_id=r.sample_id,
+                label=r.label,
+                has_subject=r.subject_ref is not None,
+                erased_in_version=r.erased_in_version,
+            )
+            for r in rows
+        ],
+        next_cursor=_sample_cursor(rows[-1].sample_id) if more and rows else None,
     )
 
 

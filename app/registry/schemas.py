@@ -18,6 +18,9 @@ class ModelRead(BaseModel):
     auto_promote: bool
     latest_version: int
     training_samples: int
+    subject_identity_types: list[str]
+    """The identity types a request's `subject_identities` must use for this model (the
+    type its subjects were registered under); empty when none is recorded."""
     created_at: datetime
 
 
@@ -48,6 +51,22 @@ class VersionRead(BaseModel):
 
 class VersionList(BaseModel):
     items: list[VersionRead]
+
+
+class SampleRead(BaseModel):
+    """One training sample of a model's manifest. The subject is never shown: only whether
+    the sample belongs to one (its keyed hash stays inside Lethe)."""
+
+    sample_id: str
+    label: int
+    has_subject: bool
+    erased_in_version: int | None
+    """The version that erased it; null while it is still learned by the latest version."""
+
+
+class SampleList(BaseModel):
+    items: list[SampleRead]
+    next_cursor: str | None
 
 
 class AliasRead(BaseModel):

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 
-from sqlalchemy import func, select
+from sqlalchemy import Table, func, select
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from app.audit import service as audit
 from app.callbacks import service as callbacks
 from app.core.bulk import bulk_insert, existing
 from app.core.db import utcnow
-from app.core.errors import Conflict, NotFound, Unprocessable
+from app.core.errors import CheckpointMismatch, Conflict, NotFound, Unprocessable
+from app.registry import versions
 from app.registry.models import (
     Alias,
     AliasMove,
@@ -41,6 +43,7 @@ class ModelRef:
 
     id: int
     name: str
+    subject_identity_type: str | None = None
 
 
 _refs: dict[tuple[Any, int | str], ModelRef] = {}
@@ -55,10 +58,12 @@ def model_ref(
     ref = _refs.get(key)
     if ref is None:
         where = Model.name == name if name is not None else Model.id == id
-        row = session.execute(select(Model.id, Model.name).where(where)).one_or_none()
+        row = session.execute(
+            select(Model.id, Model.name, Model.subject_identity_type).where(where)
+        ).one_or_none()
         if row is None:
             return None  # not cached: the model may be registered a moment later
-        ref = ModelRef(row.id, row.name)
+        ref = ModelRef(row.id, row.name, row.subject_identity_type)
         _refs[(url, ref.name)] = _refs[(url, ref.id)] = ref
     return ref
 
@@ -117,8 +122,10 @@ def register_model(
     metrics: dict[str, Any],
     actor: str,
     auto_promote: bool = True,
+    subject_identity_type: str | None = None,
 ) -> Model:
-    """Register a model with version 1 and its training-set manifest (inserted in bulk)."""
+    """Register a model with version 1 and its training-set manifest (inserted in bulk).
+    `subject_identity_type` is the type the samples' subject refs were hashed under."""
     if session.scalar(select(Model.id).where(Model.name == name)) is not None:
         raise Conflict(f"a model named {name!r} already exists")
     model = Model(
@@ -128,25 +135,24 @@ def register_model(
         dataset_id=dataset_id,
         dataset_params=dataset_params,
         auto_promote=auto_promote,
+        subject_identity_type=subject_identity_type,
     )
     session.add(model)
     session.flush()
     count = _insert_samples(session, model.id, samples)
-    session.add(
-        ModelVersion(
-            model_id=model.id,
-            number=1,
-            parent_number=None,
-            job_id=None,
-            method="registered",
-            params={},
-            metrics=metrics,
-            request_ids=[],
-            erased_count=0,
-            checkpoint_sha256=checkpoint_sha256,
-            checkpoint_size=checkpoint_size,
-            stored_bytes=stored_bytes,
-        )
+    versions.add_version(
+        session=session,
+        model_id=model.id,
+        number=1,
+        parent_number=None,
+        job_id=None,
+        method="registered",
+        params={},
+        metrics=metrics,
+        request_ids=[],
+        checkpoint_sha256=checkpoint_sha256,
+        checkpoint_size=checkpoint_size,
+        stored_bytes=stored_bytes,
     )
     move_alias(session=session, model=model, alias=PRODUCTION, number=1, actor=actor)
     audit.append(
@@ -226,6 +232,20 @@ def erased_sample_ids(*, session: Session, model_id: int) -> list[str]:
     )
 
 
+def list_samples(
+    *, session: Session, model_id: int, after: str | None, limit: int, erased: bool | None
+) -> list[TrainingSample]:
+    """The model's training samples ordered by sample id, those after `after`; at most
+    `limit`. `erased` keeps only erased (True) or only still-learned (False) samples."""
+    q = select(TrainingSample).where(TrainingSample.model_id == model_id)
+    if after is not None:
+        q = q.where(TrainingSample.sample_id > after)
+    if erased is not None:
+        column = TrainingSample.erased_in_version
+        q = q.where(column.is_not(None) if erased else column.is_(None))
+    return list(session.scalars(q.order_by(TrainingSample.sample_id).limit(limit)))
+
+
 def count_samples(*, session: Session, model_id: int) -> int:
     return (
         session.scalar(
@@ -241,11 +261,18 @@ def count_samples(*, session: Session, model_id: int) -> int:
 
 
 def put_architecture_spec(*, session: Session, arch_id: str, tensors: dict[str, Any]) -> None:
-    row = session.get(ArchitectureSpec, arch_id)
-    if row is None:
-        session.add(ArchitectureSpec(arch_id=arch_id, tensors=tensors))
-    elif row.tensors != tensors:
-        row.tensors = tensors
+    """Insert or replace an architecture's spec in one statement (INSERT ... ON CONFLICT DO
+    UPDATE), so workers of a fleet that start at the same instant all succeed: the database
+    serialises them on the row instead of failing all but one on the primary key."""
+    table = cast(Table, ArchitectureSpec.__table__)
+    insert = postgresql.insert if session.get_bind().dialect.name == "postgresql" else sqlite.insert
+    stmt = insert(table).values(arch_id=arch_id, tensors=tensors, updated_at=utcnow())
+    session.execute(
+        stmt.on_conflict_do_update(
+            index_elements=[table.c.arch_id],
+            set_={"tensors": stmt.excluded.tensors, "updated_at": stmt.excluded.updated_at},
+        )
+    )
 
 
 def architecture_spec(*, session: Session, arch_id: str) -> dict[str, Any]:
@@ -277,7 +304,7 @@ def check_checkpoint(
         if expected[n] != got[n]
     ]
     if missing or unexpected or wrong:
-        err = Unprocessable(
+        raise CheckpointMismatch(
             f"the checkpoint does not match architecture {arch_id!r} with {num_classes} "
             f"classes: {len(missing)} missing, {len(unexpected)} unexpected and {len(wrong)} "
             "mismatched tensors",
@@ -285,8 +312,6 @@ def check_checkpoint(
             unexpected=unexpected[:50],
             mismatched=wrong[:50],
         )
-        err.type, err.title = "checkpoint-mismatch", "Checkpoint does not match the architecture"
-        raise err
 
 
 def _insert_samples(session: Session, model_id: int, samples: Iterable[SampleRow]) -> int:

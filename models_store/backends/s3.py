@@ -10,6 +10,7 @@ response body, with an HTTP ``Range`` header for partial reads.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Iterator
 from typing import Any
@@ -24,6 +25,7 @@ from models_store.errors import BlobNotFound, StoreError
 
 __all__ = ["S3Backend"]
 
+log = logging.getLogger("lethe.store")
 _NOT_FOUND = frozenset({"404", "NoSuchKey", "NotFound"})
 _MiB = 1024 * 1024
 
@@ -54,11 +56,15 @@ class S3Backend:
         secret_access_key: str | None = None,
         multipart_threshold: int = 16 * _MiB,
         multipart_chunksize: int = 16 * _MiB,
+        create_bucket: bool = False,
     ) -> None:
         if not bucket:
             raise ValueError("an S3 store URL needs a bucket: s3://bucket/prefix")
         self.bucket = bucket
         self.prefix = prefix.strip("/")
+        self.endpoint = endpoint_url or "AWS S3"
+        self.region = region
+        self.create_bucket = create_bucket
         config = Config(
             connect_timeout=5,
             read_timeout=60,
@@ -93,10 +99,37 @@ class S3Backend:
         return StoreError(f"S3 error on {what} in {self.url}: {exc}")
 
     def ping(self) -> None:
+        """Check the bucket; create it when it is missing and `create_bucket` is set (as the
+        filesystem backend creates its root). Errors name the bucket, endpoint and cause."""
+        where = f"S3 bucket {self.bucket!r} at {self.endpoint}"
         try:
             self._client.head_bucket(Bucket=self.bucket)
-        except (BotoCoreError, ClientError) as exc:
-            raise StoreError(f"S3 bucket {self.url} is not reachable: {exc}") from exc
+            return
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if code not in _NOT_FOUND and code != "NoSuchBucket":
+                raise StoreError(f"{where} is not reachable: {exc}") from exc
+            if not self.create_bucket:
+                raise StoreError(
+                    f"{where} does not exist; create it, or let Lethe create it "
+                    "(LETHE_S3_CREATE_BUCKET=true)"
+                ) from exc
+        except BotoCoreError as exc:
+            raise StoreError(f"{where} is not reachable: {exc}") from exc
+        options: dict[str, Any] = {}
+        if self.region and self.region != "us-east-1":  # us-east-1 takes no constraint
+            options["CreateBucketConfiguration"] = {"LocationConstraint": self.region}
+        try:
+            self._client.create_bucket(Bucket=self.bucket, **options)
+        except ClientError as exc:
+            code = str(exc.response.get("Error", {}).get("Code", ""))
+            if code not in ("BucketAlreadyOwnedByYou", "BucketAlreadyExists"):
+                raise StoreError(f"{where} does not exist and creating it failed: {exc}") from exc
+            if code == "BucketAlreadyExists":  # someone else's name: not ours to use
+                raise StoreError(f"{where}: the name belongs to another account: {exc}") from exc
+        except BotoCoreError as exc:
+            raise StoreError(f"{where} does not exist and creating it failed: {exc}") from exc
+        log.warning("created the missing %s", where)
 
     def _head(self, key: str, what: str) -> int | None:
         try:

@@ -84,3 +84,27 @@ def test_downloads_are_audited_and_unknown_versions_404(
     assert events and events[-1]["data"] == {"version": 1, "range": "bytes=0-9"}
     resp = api_client.get("/v1/models/digits-cnn/versions/99/checkpoint", headers=admin_headers)
     assert resp.status_code == 404 and resp.json()["type"].endswith("/not-found")
+
+
+def test_head_answers_like_get_without_a_body(
+    api_client: Any, admin_headers: dict[str, str]
+) -> None:
+    got = api_client.get(URL, headers=admin_headers)
+    head = api_client.head(URL, headers=admin_headers)
+    assert head.status_code == 200 and head.content == b""
+    for name in ("etag", "content-length", "repr-digest", "accept-ranges", "content-type"):
+        assert head.headers[name] == got.headers[name], name
+    assert head.headers["content-length"] == str(len(got.content))
+    etag = got.headers["etag"]
+    unchanged = api_client.head(URL, headers={**admin_headers, "If-None-Match": etag})
+    assert unchanged.status_code == 304 and unchanged.headers["etag"] == etag
+    part = api_client.head(URL, headers={**admin_headers, "Range": "bytes=0-99"})
+    assert part.status_code == 206 and part.content == b""
+    assert part.headers["content-range"] == f"bytes 0-99/{len(got.content)}"
+    assert part.headers["content-length"] == "100"
+    size = len(got.content)
+    outside = api_client.head(URL, headers={**admin_headers, "Range": f"bytes={size}-"})
+    assert outside.status_code == 416 and outside.headers["content-range"] == f"bytes */{size}"
+    assert api_client.head(URL, headers={}).status_code == 401
+    missing = "/v1/models/digits-cnn/versions/9/checkpoint"
+    assert api_client.head(missing, headers=admin_headers).status_code == 404

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.helpers import dispatched_job, erasure_body, training_ids
+from tests.support.requests import dispatched_job, erasure_body, training_ids
 
 
 @pytest.fixture
@@ -134,6 +134,8 @@ def test_metrics(api_client: Any, seeded: Any, admin_headers: dict[str, str]) ->
     )
     dispatched_job(api_client)
     api_client.get("/v1/models/nope", headers=admin_headers)
+    for page in ("/docs", "/redoc", "/openapi.json", "/nowhere"):
+        api_client.get(page)
     resp = api_client.get("/metrics")
     assert resp.status_code == 200 and resp.headers["content-type"].startswith("text/plain")
     text = resp.text
@@ -144,6 +146,9 @@ def test_metrics(api_client: Any, seeded: Any, admin_headers: dict[str, str]) ->
     assert (
         'lethe_http_requests_total{method="GET",route="/v1/models/{name}",status="404"} 1.0' in text
     )
+    for page in ("/docs", "/redoc", "/openapi.json"):  # the docs have labels of their own
+        assert f'lethe_http_requests_total{{method="GET",route="{page}",status="200"}} 1.0' in text
+    assert 'lethe_http_requests_total{method="GET",route="unmatched",status="404"} 1.0' in text
     assert 'lethe_erasure_requests{status="queued"} 1.0' in text
     assert "lethe_queue_depth 1.0" in text
     assert 'lethe_jobs{status="queued"} 1.0' in text
@@ -154,7 +159,7 @@ def test_metrics(api_client: Any, seeded: Any, admin_headers: dict[str, str]) ->
 def test_job_durations_after_a_real_job(
     embedded_client: Any, seeded: Any, admin_headers: dict[str, str]
 ) -> None:
-    from tests.helpers import wait_for_status
+    from tests.support.requests import wait_for_status
 
     rid = embedded_client.post(
         "/v1/erasure-requests",

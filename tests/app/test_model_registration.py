@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 from sqlalchemy import text
 
-from tests.conftest import create_key
-from tests.helpers import erasure_body, wait_for_status
+from tests.support.requests import erasure_body, wait_for_status
+from tests.support.service import create_key
 
 
 def digits_npz(subjects: bool = True) -> bytes:
-    from workers.demo import DEMO_DATASET, DEMO_PARAMS
+    from lethe.demo import DEMO_DATASET, DEMO_PARAMS
     from workers.pipeline import load_dataset
 
     ds = load_dataset(DEMO_DATASET, DEMO_PARAMS)
@@ -71,6 +71,7 @@ def test_register_from_npz_with_hashed_subjects(
     assert model["dataset_id"] == "npz" and model["auto_promote"] is False
     assert model["training_samples"] == len(np.load(io.BytesIO(upload_npz))["ids"])
     assert model["num_classes"] == 10 and model["latest_version"] == 1
+    assert model["subject_identity_types"] == ["email"]  # what requests must name
     v1 = api_client.get("/v1/models/uploaded/versions/1", headers=headers).json()
     import hashlib
 
@@ -143,7 +144,7 @@ def test_uploaded_training_set_is_used_by_the_worker(
 
 
 def test_builtin_dataset_with_manifest(api_client: Any, seeded: Any, demo_artifacts: Any) -> None:
-    from workers.demo import DEMO_DATASET, DEMO_PARAMS
+    from lethe.demo import DEMO_DATASET, DEMO_PARAMS
     from workers.pipeline import load_dataset
 
     ds = load_dataset(DEMO_DATASET, DEMO_PARAMS)
@@ -164,6 +165,7 @@ def test_builtin_dataset_with_manifest(api_client: Any, seeded: Any, demo_artifa
     assert resp.status_code == 201, resp.text
     assert resp.json()["dataset_id"] == DEMO_DATASET
     assert resp.json()["training_samples"] == len(ds.train)
+    assert resp.json()["subject_identity_types"] == []  # its manifest names no subjects
 
 
 def test_checkpoints_are_checked_and_never_unpickled(

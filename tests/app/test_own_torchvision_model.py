@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.conftest import create_key
-from tests.helpers import erasure_body, wait_for_status
+from tests.support.service import create_key
+from tests.support.requests import erasure_body, wait_for_status
 from tests.models_store.conftest import s3_bucket, s3_client, s3_endpoint  # noqa: F401
 from tests.models_store.store_harness import CREDENTIALS, REGION
 

@@ -7,6 +7,7 @@ import os
 import socket
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 from typing import Any
 
@@ -90,13 +91,14 @@ def test_open_store_refuses_unknown_urls(url: str) -> None:
 # s3 ----------------------------------------------------------------------------------------
 
 
-def _s3_store(url: str, endpoint: str) -> ModelStore:
+def _s3_store(url: str, endpoint: str, create_bucket: bool = False) -> ModelStore:
     return open_store(
         url,
         s3_endpoint_url=endpoint,
         s3_region=REGION,
         s3_access_key_id=CREDENTIALS["aws_access_key_id"],
         s3_secret_access_key=CREDENTIALS["aws_secret_access_key"],
+        s3_create_bucket=create_bucket,
     )
 
 
@@ -122,9 +124,26 @@ def test_open_store_s3_url_uses_bucket_and_prefix(
     assert not bare.has_manifest(manifest.sha256)  # other prefix, other store
 
 
-def test_s3_ping_fails_for_missing_bucket(s3_endpoint: str) -> None:
-    with pytest.raises(StoreError, match="not reachable"):
+def test_s3_ping_fails_for_missing_bucket_naming_bucket_and_endpoint(s3_endpoint: str) -> None:
+    with pytest.raises(StoreError) as raised:
         _s3_store("s3://no-such-bucket-here/x", s3_endpoint).ping()
+    message = str(raised.value)
+    assert "'no-such-bucket-here'" in message and s3_endpoint in message
+    assert "does not exist" in message and "LETHE_S3_CREATE_BUCKET" in message
+
+
+def test_s3_ping_creates_a_missing_bucket_when_allowed(
+    s3_endpoint: str, s3_client: Any, caplog: pytest.LogCaptureFixture
+) -> None:
+    bucket = f"created-{uuid.uuid4().hex[:12]}"
+    store = _s3_store(f"s3://{bucket}/models", s3_endpoint, create_bucket=True)
+    with caplog.at_level("WARNING", logger="lethe.store"):
+        store.ping()
+    assert bucket in {b["Name"] for b in s3_client.list_buckets()["Buckets"]}
+    assert any(bucket in r.getMessage() for r in caplog.records)
+    store.ping()  # it exists now: nothing to create
+    manifest = store.put_checkpoint(to_bytes(tiny_model(), METADATA)).manifest
+    assert store.read_checkpoint(manifest)[:8] == manifest.header[:8]
 
 
 def test_s3_ping_fails_when_server_is_down() -> None:

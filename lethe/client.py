@@ -1,6 +1,6 @@
 """A small Python client of the Lethe API (httpx), used by the CLI.
 
-    from workers.client import LetheClient
+    from lethe.client import LetheClient
     with LetheClient("http://127.0.0.1:8000", key) as lethe:
         req = lethe.submit("digits-cnn", sample_ids=["digits-00001"])
         done = lethe.wait(req["id"])
@@ -122,6 +122,10 @@ class LetheClient:
     def get(self, request_id: str) -> dict[str, Any]:
         return dict(self.request("GET", f"/v1/erasure-requests/{request_id}").json())
 
+    def job(self, job_id: str) -> dict[str, Any]:
+        """A job: status, phase, progress (0-100), attempts, error."""
+        return dict(self.request("GET", f"/v1/jobs/{job_id}").json())
+
     def cancel(self, request_id: str) -> dict[str, Any]:
         return dict(self.request("DELETE", f"/v1/erasure-requests/{request_id}").json())
 
@@ -132,12 +136,16 @@ class LetheClient:
         timeout: float = 3600.0,
         interval: float = 2.0,
         on_update: Callable[[dict[str, Any]], None] | None = None,
+        on_poll: Callable[[dict[str, Any]], None] | None = None,
     ) -> dict[str, Any]:
-        """Poll until the request is completed, canceled, denied or failed."""
+        """Poll until the request is completed, canceled, denied or failed. `on_update` is
+        called when the status changes, `on_poll` after every poll."""
         deadline = time.monotonic() + timeout
         last = None
         while True:
             req = self.get(request_id)
+            if on_poll:
+                on_poll(req)
             if on_update and req["status"] != last:
                 on_update(req)
             last = req["status"]

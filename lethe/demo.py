@@ -3,18 +3,21 @@
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session, sessionmaker
 
 from app.core.db import session_scope
 from app.core.subjects import subject_ref
 from app.registry import service as registry
 from app.registry.models import Model
+from lethe.specs import publish_specs
 from workers.pipeline import load_dataset, resolve_device
 from workers.runtime import Runtime
-from workers.specs import publish_specs
 
 log = logging.getLogger("lethe.demo")
 
@@ -72,6 +75,56 @@ def seed_demo(
             stored_bytes=put.new_bytes,
             metrics=metrics,
             actor="system:seed-demo",
+            subject_identity_type="user_id" if ds.train.subjects else None,
         )
     log.info("registered %s v1 (TA %.2f)", name, metrics.get("TA", float("nan")))
     return True
+
+
+DEMO_KEY_NAME = "demo"
+DEMO_KEY_FILE = "demo-api-key"
+
+
+@dataclass(frozen=True)
+class DemoKey:
+    key: str
+    reused: bool
+    revoked: list[str]
+    """Prefixes of earlier demo keys revoked because their secret was no longer at hand."""
+
+
+def demo_key(factory: sessionmaker[Session], data_dir: Path) -> DemoKey:
+    """The demo's admin key: the one kept in `data_dir/demo-api-key` while it still works,
+    so every `make run` prints the same key; otherwise a new one, and any other live key
+    named "demo" is revoked (its secret is lost: only its hash is stored), so they never
+    pile up. The file is readable by its owner only, beside the database it opens."""
+    from app.audit import service as audit
+    from app.auth.models import ApiKey
+    from app.auth.service import authenticate, create_key, revoke_key
+
+    path = data_dir / DEMO_KEY_FILE
+    kept = path.read_text().strip() if path.exists() else ""
+    with session_scope(factory, None) as session:
+        if kept and authenticate(session=session, token=kept) is not None:
+            return DemoKey(kept, True, [])
+        live = session.scalars(
+            select(ApiKey.prefix).where(ApiKey.name == DEMO_KEY_NAME, ApiKey.revoked_at.is_(None))
+        ).all()
+        for prefix in live:
+            revoke_key(session=session, prefix=prefix)
+            audit.append(
+                session=session, type="key.revoked", actor="cli:demo", subject=f"key:{prefix}"
+            )
+        row, key = create_key(session=session, name=DEMO_KEY_NAME, scopes=["admin"])
+        audit.append(
+            session=session,
+            type="key.created",
+            actor="cli:demo",
+            subject=f"key:{row.prefix}",
+            data={"name": DEMO_KEY_NAME, "scopes": row.scopes},
+        )
+    data_dir.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as f:
+        f.write(key + "\n")
+    return DemoKey(key, False, list(live))

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import httpx
 import typer
 
-from workers.client import ApiError, ChecksumMismatch, LetheClient
+from lethe.client import ApiError, ChecksumMismatch, LetheClient
 
 Url = Annotated[str, typer.Option("--url", envvar="LETHE_URL", help="the Lethe API")]
 Key = Annotated[str, typer.Option("--key", envvar="LETHE_KEY", help="API key (lethe_...)")]
@@ -41,9 +41,27 @@ def _out(data: Any) -> None:
 def _fail(exc: Exception) -> typer.Exit:
     if isinstance(exc, ApiError):
         typer.echo(json.dumps(exc.problem, indent=2), err=True)
+    elif isinstance(exc, httpx.TransportError):
+        typer.echo(_unreachable(exc), err=True)
     else:
         typer.echo(str(exc), err=True)
     return typer.Exit(1)
+
+
+def _unreachable(exc: httpx.TransportError) -> str:
+    """Which URL could not be reached, why, and what to do."""
+    try:
+        url = exc.request.url
+        where = f"{url.scheme}://{url.netloc.decode()}"
+        what = f" ({exc.request.method} {url.path})"
+    except RuntimeError:  # an error raised before a request existed
+        where, what = "the Lethe API", ""
+    reason = str(exc) or exc.__class__.__name__
+    return (
+        f"lethe: could not reach the Lethe API at {where}{what}: {reason}\n"
+        f"Is Lethe running there? `make run` (or `lethe serve`) serves {DEFAULT_URL} by "
+        "default; set LETHE_URL (or pass --url) to the address it printed."
+    )
 
 
 @requests_app.command("submit")
@@ -101,23 +119,53 @@ def requests_wait(
     request_id: str,
     timeout: Annotated[float, typer.Option(help="seconds")] = 3600.0,
     interval: Annotated[float, typer.Option(help="seconds between polls")] = 2.0,
+    progress: Annotated[bool, typer.Option(help="show the job's phase and progress")] = True,
     url: Url = DEFAULT_URL,
     key: Key = "",
 ) -> None:
-    """Wait until the request ends; exit 1 unless it completed."""
+    """Wait until the request ends, drawing its job's phase and percentage (on stderr);
+    print the request (stdout) and where to download the new version; exit 1 unless it
+    completed."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TimeElapsedColumn
+
+    err = Console(stderr=True)
+    bar = Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        TaskProgressColumn(),
+        "{task.fields[phase]}",
+        TimeElapsedColumn(),
+        console=err,
+        disable=not progress,
+    )
     try:
-        with _client(url, key) as lethe:
-            req = lethe.wait(
-                request_id,
-                timeout=timeout,
-                interval=interval,
-                on_update=lambda r: typer.echo(f"{r['status']}", err=True),
-            )
+        with _client(url, key) as lethe, bar:
+            task = bar.add_task(f"request {request_id[:8]}", total=100, phase="")
+
+            def show(req: dict[str, Any]) -> None:
+                phase, done = req["status"], 0.0
+                if req.get("job_id") and req["status"] in ("running", "completed"):
+                    job = lethe.job(req["job_id"])
+                    phase, done = f"{req['status']}: {job['phase']}", float(job["progress"])
+                bar.update(task, completed=done, phase=phase)
+
+            req = lethe.wait(request_id, timeout=timeout, interval=interval, on_poll=show)
     except (ApiError, httpx.HTTPError, TimeoutError) as exc:
         raise _fail(exc) from None
     _out(req)
     if req["status"] != "completed":
+        reason = f": {req['status_reason']}" if req.get("status_reason") else ""
+        err.print(f"request {req['status']}{reason}", soft_wrap=True, markup=False)
         raise typer.Exit(1)
+    model, number = req["model"], req["result_version"]
+    err.print(
+        f"erased in {model} version {number}; download it with "
+        f"`lethe versions download {model} {number}` "
+        f"(GET {url.rstrip('/')}/v1/models/{model}/versions/{number}/checkpoint)",
+        soft_wrap=True,
+        markup=False,
+    )
 
 
 @requests_app.command("cancel")
@@ -258,9 +306,9 @@ def builtin_manifest(dataset: str, params: dict[str, Any]) -> bytes:
 
 def _factory() -> Any:
     from app.core.config import get_settings
-    from app.core.db import make_engine, make_session_factory
+    from lethe.cli.database import existing_database
 
-    return make_session_factory(make_engine(get_settings().resolved_database_url))
+    return existing_database(get_settings())
 
 
 @audit_app.command("verify")
@@ -331,6 +379,6 @@ def audit_export(
 @architectures_app.command("publish")
 def architectures_publish() -> None:
     """Store every engine architecture's tensor spec (the API checks uploads against it)."""
-    from workers.specs import publish_specs
+    from lethe.specs import publish_specs
 
     typer.echo(" ".join(publish_specs(_factory())))

@@ -10,7 +10,8 @@ import typer
 
 from app.core.config import get_settings
 from app.observability.logging import configure_logging
-from workers import client_cli
+from lethe.cli import client as client_cli
+from lethe.cli.database import existing_database
 
 app = typer.Typer(
     help="Lethe: GDPR erasure for trained PyTorch classifiers.",
@@ -49,7 +50,7 @@ def migrate() -> None:
 @app.command("seed-demo")
 def seed_demo() -> None:
     """Train and register the demo model `digits-cnn` unless it exists."""
-    from workers.demo import seed_demo as seed
+    from lethe.demo import seed_demo as seed
     from workers.runtime import build_runtime
 
     _logging()
@@ -59,9 +60,9 @@ def seed_demo() -> None:
 
 def _create_key(name: str, scopes: list[str], models: list[str] | None) -> str:
     from app.auth.service import create_key
-    from app.core.db import make_engine, make_session_factory, session_scope
+    from app.core.db import session_scope
 
-    factory = make_session_factory(make_engine(get_settings().resolved_database_url))
+    factory = existing_database(get_settings())
     from app.audit import service as audit
 
     with session_scope(factory, None) as session:
@@ -90,9 +91,9 @@ def keys_create(
 def keys_list() -> None:
     """List keys (prefix, name, scopes, revoked) without secrets."""
     from app.auth.service import list_keys
-    from app.core.db import make_engine, make_session_factory, session_scope
+    from app.core.db import session_scope
 
-    factory = make_session_factory(make_engine(get_settings().resolved_database_url))
+    factory = existing_database(get_settings())
     with session_scope(factory, None) as session:
         for k in list_keys(session=session):
             typer.echo(
@@ -113,9 +114,9 @@ def keys_revoke(prefix: str) -> None:
     """Revoke a key by its prefix (the part after `lethe_`)."""
     from app.audit import service as audit
     from app.auth.service import revoke_key
-    from app.core.db import make_engine, make_session_factory, session_scope
+    from app.core.db import session_scope
 
-    factory = make_session_factory(make_engine(get_settings().resolved_database_url))
+    factory = existing_database(get_settings())
     with session_scope(factory, None) as session:
         revoke_key(session=session, prefix=prefix)
         audit.append(session=session, type="key.revoked", actor="cli", subject=f"key:{prefix}")
@@ -136,7 +137,7 @@ def serve(
         raise typer.BadParameter("the embedded default runs one process; set LETHE_BROKER_URL")
     _logging()
     uvicorn.run(
-        "workers.asgi:build_app",
+        "lethe.asgi:build_app",
         factory=True,
         host=host or settings.host,
         port=port or settings.port,
@@ -151,15 +152,31 @@ def demo(
     host: Annotated[str | None, typer.Option()] = None,
     port: Annotated[int | None, typer.Option()] = None,
 ) -> None:
-    """Everything for a first look: migrate, seed the demo model, create a key, serve."""
-    migrate()
-    seed_demo()
-    key = _create_key("demo", ["admin"], None)
+    """Everything for a first look: migrate, seed the demo model, print the demo key, serve.
+
+    The demo key is kept in LETHE_DATA_DIR/demo-api-key and printed again on every run
+    while it works; a new one replaces (and revokes) it only when it does not."""
+    from app.core.db import make_engine, make_session_factory
+    from lethe.demo import demo_key
+
     settings = get_settings()
     url = f"http://{host or settings.host}:{port or settings.port}"
+    typer.echo(f"==> migrating the database ({settings.data_dir / 'lethe.db'} by default)")
+    migrate()
+    typer.echo("==> the demo model digits-cnn (trained and registered on the first run)")
+    seed_demo()
+    factory = make_session_factory(make_engine(settings.resolved_database_url))
+    demo = demo_key(factory, settings.data_dir)
+    if demo.reused:
+        about = f"the same key as before, kept in {settings.data_dir / 'demo-api-key'}"
+    else:
+        about = "new" + (
+            f"; {len(demo.revoked)} earlier demo key(s) revoked" if demo.revoked else ""
+        )
     typer.echo(
-        f"\nLethe is starting on {url}\nDemo API key (admin): {key}\n  export LETHE_KEY={key}\n",
-        err=False,
+        f"\n==> Lethe is starting on {url} (API description: {url}/docs)\n"
+        f"Demo API key (admin): {demo.key}  ({about})\n"
+        f"  export LETHE_URL={url}\n  export LETHE_KEY={demo.key}\n",
     )
     sys.stdout.flush()
     serve(host=host, port=port, workers=1)
@@ -178,12 +195,23 @@ def worker(
     settings = get_settings()
     if settings.embedded:
         raise typer.BadParameter("set LETHE_BROKER_URL (e.g. redis://localhost:6379/0) first")
-    from app.core.db import make_engine, make_session_factory
-    from workers.celery_app import celery_app
-    from workers.specs import publish_specs
+    import importlib.util
 
-    # The API checks uploaded checkpoints against the architectures this engine knows.
-    publish_specs(make_session_factory(make_engine(settings.resolved_database_url)))
+    from app.core.store import open_settings_store
+    from lethe.cli.database import existing_database
+    from lethe.specs import publish_specs
+    from models_store import StoreError
+    from workers.celery_app import celery_app
+
+    factory = existing_database(settings)
+    try:  # creates a missing bucket when allowed, as /readyz does
+        open_settings_store(settings).ping()
+    except StoreError as exc:
+        typer.echo(f"lethe: the model store is not usable: {exc}", err=True)
+        raise typer.Exit(1) from None
+    if importlib.util.find_spec("torch") is not None:
+        # The API checks uploaded checkpoints against the architectures this engine knows.
+        publish_specs(factory)
     argv = [
         "worker",
         "-Q",
@@ -205,10 +233,15 @@ def worker(
 
 @app.command()
 def beat() -> None:
-    """Run Celery beat: the periodic reaper and scheduler."""
+    """Run Celery beat: periodic housekeeping (reap, schedule, seal, purge, callbacks).
+
+    Its schedule file is LETHE_DATA_DIR/celerybeat-schedule, never the working directory."""
     from workers.celery_app import celery_app
 
-    celery_app.start(["beat", "--loglevel", "INFO"])
+    settings = get_settings()
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    schedule = str(settings.data_dir / "celerybeat-schedule")
+    celery_app.start(["beat", "--loglevel", "INFO", "--schedule", schedule])
 
 
 @app.command("bench-storage")
@@ -216,7 +249,7 @@ def bench_storage(
     json_path: Annotated[str | None, typer.Option("--json", help="write the report here")] = None,
 ) -> None:
     """Bytes each new version adds to the store: head-only methods versus a full copy."""
-    from workers.storage_bench import main
+    from benchmarks.storage import main
 
     main(json_path)
 
@@ -224,12 +257,11 @@ def bench_storage(
 @store_app.command("verify")
 def store_verify() -> None:
     """Re-hash every blob of every version; exit 1 if any is missing or corrupt."""
-    from app.core.db import make_engine, make_session_factory
-    from app.main import open_settings_store
-    from workers.store_check import check_versions
+    from app.core.store import open_settings_store
+    from lethe.cli.store_check import check_versions
 
     settings = get_settings()
-    factory = make_session_factory(make_engine(settings.resolved_database_url))
+    factory = existing_database(settings)
     checked, problems = check_versions(session_factory=factory, store=open_settings_store(settings))
     for p in problems:
         typer.echo(f"{p.model} v{p.version} ({p.checkpoint_sha256}): {p.problem}", err=True)
