@@ -11,10 +11,10 @@ from typing import Any
 import numpy as np
 import pytest
 
-from tests.support.service import create_key
-from tests.support.requests import erasure_body, wait_for_status
 from tests.models_store.conftest import s3_bucket, s3_client, s3_endpoint  # noqa: F401
 from tests.models_store.store_harness import CREDENTIALS, REGION
+from tests.support.requests import erasure_body, wait_for_status
+from tests.support.service import create_key
 
 torch = pytest.importorskip("torch")
 torchvision = pytest.importorskip("torchvision")
