@@ -7,6 +7,7 @@ counts and every dimension that follows the class count is written as `"num_clas
 
 from __future__ import annotations
 
+from functools import cache
 from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
@@ -28,6 +29,7 @@ _DTYPES = {
 }
 
 
+@cache
 def tensor_spec(arch_id: str) -> dict[str, Any]:
     import unlearning as ul
 
@@ -56,7 +58,7 @@ def publish_specs(factory: sessionmaker[Session]) -> list[str]:
     import unlearning as ul
     from app.core.db import session_scope
 
-    arch_ids = list(ul.list_architectures())
+    arch_ids = ul.architectures.published_architectures()
     specs = {arch: tensor_spec(arch) for arch in arch_ids}
     with session_scope(factory, None) as session:
         for arch, spec in specs.items():

@@ -19,6 +19,7 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 import tempfile
 import threading
 from collections.abc import Iterable, Iterator
@@ -313,6 +314,19 @@ class ModelStore:
     def has_blob(self, digest: str) -> bool:
         return self.backend.has_blob(check_digest(digest))
 
+    # refs ------------------------------------------------------------------------------
+
+    def get_ref(self, name: str) -> str | None:
+        """The blob digest a named pointer holds, or None."""
+        raw = self.backend.read_ref(_ref_name(name))
+        return None if raw is None else check_digest(raw.decode("ascii").strip())
+
+    def put_ref(self, name: str, digest: str) -> None:
+        """Point ``name`` at a stored blob (written after the blob, so never dangling)."""
+        if not self.has_blob(digest):
+            raise BlobNotFound(f"blob {digest} is not in {self.url}")
+        self.backend.write_ref(_ref_name(name), digest.encode("ascii"))
+
     def get_blob(self, digest: str) -> bytes:
         """A whole blob, verified (CorruptBlob when its bytes do not match the digest)."""
         return b"".join(self.iter_blob(digest))
@@ -354,6 +368,15 @@ class ModelStore:
                     raise StoreError(f"blob {digest}: spool ended early")
                 remaining -= len(chunk)
                 yield chunk
+
+
+_REF = re.compile(r"^[a-z0-9][a-z0-9._-]{0,200}$")
+
+
+def _ref_name(name: str) -> str:
+    if not _REF.match(name):
+        raise ValueError(f"invalid ref name {name!r}")
+    return name
 
 
 def _check_range(start: int, end: int | None, size: int) -> int:

@@ -1,9 +1,13 @@
 """Classifier architectures by id, each split into a feature extractor and a last linear layer.
 
 Built-in ids: ``digits-cnn`` (1x8x8), ``mnist1d-cnn`` (1x40), ``resnet18-cifar`` (3x32x32).
+``torchvision:<builder>`` is any classification builder of ``torchvision.models`` (built with
+``weights=None`` and ``num_classes``: no weights are ever fetched; the user loads theirs), cut
+on its own module tree by ``unlearning.traced`` with the user's tensor names unchanged.
 User architectures plug in through the entry-point group ``lethe.architectures``: the entry
 point's name is the id and its object a callable ``factory(num_classes) -> SplitModel``.
-Ids are looked up among registered names only; nothing is imported from a string in the input.
+Ids are looked up among registered names only (torchvision's own model registry for the
+``torchvision:`` prefix); nothing is imported from a string in the input.
 """
 
 from __future__ import annotations
@@ -16,13 +20,18 @@ from torch import nn
 
 __all__ = [
     "ENTRY_POINT_GROUP",
+    "PUBLISHED_TORCHVISION",
+    "TORCHVISION_PREFIX",
     "SplitModel",
     "get_architecture",
     "list_architectures",
+    "published_architectures",
     "register_architecture",
+    "torchvision_builders",
 ]
 
 ENTRY_POINT_GROUP = "lethe.architectures"
+TORCHVISION_PREFIX = "torchvision:"
 
 Factory = Callable[[int], "SplitModel"]
 
@@ -46,7 +55,7 @@ class SplitModel(nn.Module):
     def num_classes(self) -> int:
         return self.head.out_features
 
-    def split(self, cut: int = 1) -> tuple[nn.Sequential, nn.Sequential]:
+    def split(self, cut: int = 1) -> tuple[nn.Module, nn.Module]:
         """``(lower, upper)`` sharing this model's modules; ``upper`` holds the last ``cut`` layers.
 
         ``cut=1`` gives the head alone; ``cut=2`` the last feature block and the head, and so on.
@@ -163,11 +172,61 @@ def _plugins() -> dict[str, object]:
 
 
 def list_architectures() -> list[str]:
+    """Built-in, registered and plug-in ids (``torchvision:<builder>`` ids are accepted too:
+    ``torchvision_builders()`` lists them)."""
     return sorted({*_BUILTIN, *_REGISTERED, *_plugins()})
 
 
-def get_architecture(arch_id: str, *, num_classes: int = 10) -> SplitModel:
-    """A freshly initialised model; ``KeyError`` listing the known ids if ``arch_id`` is unknown."""
+#: ``torchvision:`` ids whose tensor spec the workers publish by default, so the torch-free
+#: API can check an uploaded checkpoint against them (any other builder is accepted by the
+#: engine; the service needs its spec published: ``lethe publish-specs`` with its id).
+PUBLISHED_TORCHVISION = (
+    "torchvision:resnet18",
+    "torchvision:resnet34",
+    "torchvision:resnet50",
+    "torchvision:mobilenet_v3_small",
+    "torchvision:mobilenet_v3_large",
+    "torchvision:efficientnet_b0",
+)
+
+
+def published_architectures() -> list[str]:
+    """``list_architectures()`` plus ``PUBLISHED_TORCHVISION``."""
+    return sorted({*list_architectures(), *PUBLISHED_TORCHVISION})
+
+
+def torchvision_builders() -> list[str]:
+    """``torchvision:<builder>`` for every classification builder of ``torchvision.models``."""
+    from torchvision import models
+
+    return [TORCHVISION_PREFIX + name for name in models.list_models(module=models)]
+
+
+def _torchvision(arch_id: str, num_classes: int, head_module: str | None) -> SplitModel:
+    from torchvision import models
+
+    from .traced import as_split_model
+
+    name = arch_id.removeprefix(TORCHVISION_PREFIX)
+    if name not in models.list_models(module=models):
+        raise KeyError(
+            f"unknown architecture {arch_id!r}: {name!r} is not a classification builder of "
+            f"torchvision.models ({len(models.list_models(module=models))} are, e.g. resnet18)"
+        )
+    net = models.get_model(name, weights=None, num_classes=num_classes)
+    return as_split_model(net, head_module=head_module, arch_id=arch_id, num_classes=num_classes)
+
+
+def get_architecture(
+    arch_id: str, *, num_classes: int = 10, head_module: str | None = None
+) -> SplitModel:
+    """A freshly initialised model; ``KeyError`` listing the known ids if ``arch_id`` is unknown.
+
+    ``head_module`` names the logits layer of a ``torchvision:`` model where finding it
+    automatically is not wanted (``"classifier.3"``).
+    """
+    if arch_id.startswith(TORCHVISION_PREFIX):
+        return _torchvision(arch_id, num_classes, head_module)
     factory = _BUILTIN.get(arch_id) or _REGISTERED.get(arch_id)
     if factory is None:
         ep = _plugins().get(arch_id)

@@ -8,14 +8,22 @@ later version in the lineage reuses them. Keys:
   (parameters and buffers) below the cut, plus the cut itself; a method that changes the
   backbone produces a different digest, so its stale rows are never served;
 - the **data fingerprint**, per sample: rows are stored by sample id together with a content
-  checksum of the sample (two fixed random projections in float64); a sample whose content
-  changed under the same id is recomputed. Being per sample, it lets a later version whose
-  retain set shrank reuse rows; an optional ``namespace`` (e.g. a dataset version) separates
-  lineages further.
+  checksum of the sample (two fixed random projections in float64 of an in-memory input; for
+  a split read from a ``source``, a digest of its preprocessing, file and byte range, so a
+  lookup never reads the data); a sample whose fingerprint changed under the same id is
+  recomputed. An optional ``namespace`` (e.g. a dataset version) separates lineages further.
+
+Inputs that must be computed are streamed through a ``DataLoader`` (``workers`` processes,
+batches of ``batch_size``; on CUDA pinned memory and autocast), never loaded all at once.
 
 On disk (``FeatureCache(directory)``) each key is one safetensors file ``<key>.safetensors``
-(tensors ``features`` and ``checksums``; ids in the metadata), written atomically.
-``FeatureCache()`` keeps everything in memory.
+(tensors ``features`` and ``checksums``; ids in the metadata), written atomically and read
+**memory-mapped**: a lookup reads the pages of the rows it asks for, so an erasure that needs
+a thousand rows of a 200,000-row table does not read the table. With a ``remote``
+(``FeatureRemote``: the model store in the service) the directory is a read-through copy:
+a table missing here is fetched from the remote, and a table written here is uploaded, so
+every worker of a fleet shares one computation. ``FeatureCache()`` keeps everything in
+memory.
 """
 
 from __future__ import annotations
@@ -23,19 +31,34 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import struct
 import tempfile
+from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
 
+import numpy as np
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.numpy import save_file
 from torch import nn
 
 from .architectures import SplitModel
 from .loop import predict
 from .types import Split
 
-__all__ = ["FeatureCache", "backbone_digest", "embed"]
+__all__ = ["FeatureCache", "FeatureRemote", "backbone_digest", "embed"]
+
+
+class FeatureRemote(Protocol):
+    """Shared storage for feature tables (implemented over the model store by the service)."""
+
+    def download(self, key: str, dest: Path) -> bool:
+        """Write table ``key`` to ``dest``; False if the remote does not have it."""
+        ...
+
+    def upload(self, key: str, src: Path) -> None: ...
 
 
 def backbone_digest(lower: nn.Module, cut: int = 1, namespace: str = "") -> str:
@@ -48,20 +71,64 @@ def backbone_digest(lower: nn.Module, cut: int = 1, namespace: str = "") -> str:
     return h.hexdigest()
 
 
-def _checksums(x: torch.Tensor) -> torch.Tensor:
-    flat = x.detach().reshape(len(x), -1).to("cpu", torch.float64)
+def _checksums(split: Split) -> np.ndarray:
+    if split.source is not None and split.rows is not None:
+        return split.source.fingerprints(split.rows).numpy()
+    flat = split.x.detach().reshape(len(split.x), -1).to("cpu", torch.float64)
     proj = torch.randn(
         flat.shape[1], 2, generator=torch.Generator().manual_seed(1234), dtype=torch.float64
     )
-    return flat @ proj
+    out: np.ndarray = (flat @ proj).numpy()
+    return out
 
 
 @dataclass
 class _Table:
     ids: list[str]
     index: dict[str, int]
-    features: torch.Tensor
-    checksums: torch.Tensor
+    features: np.ndarray
+    """(rows, ...) float32; memory-mapped when read from disk."""
+    checksums: np.ndarray
+
+
+def _read_table(path: Path) -> _Table:
+    """Memory-map a table written by ``_write_table`` (safetensors layout, little-endian)."""
+    with open(path, "rb") as f:
+        (n,) = struct.unpack("<Q", f.read(8))
+        header = json.loads(f.read(n))
+    meta = header.pop("__metadata__", {}) or {}
+    ids: list[str] = json.loads(meta.get("ids", "[]"))
+    arrays = {}
+    for name, dtype in (("features", np.float32), ("checksums", np.float64)):
+        spec = header[name]
+        begin, end = spec["data_offsets"]
+        shape = tuple(spec["shape"])
+        if end == begin:
+            arrays[name] = np.zeros(shape, dtype=dtype)
+        else:
+            arrays[name] = np.memmap(path, dtype=dtype, mode="r", offset=8 + n + begin, shape=shape)
+    return _Table(ids, {i: r for r, i in enumerate(ids)}, arrays["features"], arrays["checksums"])
+
+
+def _write_table(directory: Path, name: str, table: _Table) -> Path:
+    live = sorted(table.index.items(), key=lambda kv: kv[1])
+    rows = np.array([r for _, r in live], dtype=np.int64)
+    fd, tmp = tempfile.mkstemp(dir=directory, suffix=".tmp")
+    os.close(fd)
+    contiguous = len(rows) == len(table.ids) and bool((rows == np.arange(len(rows))).all())
+    feats = table.features if contiguous else table.features[rows]
+    sums = table.checksums if contiguous else table.checksums[rows]
+    save_file(
+        {
+            "features": np.ascontiguousarray(feats, dtype=np.float32),
+            "checksums": np.ascontiguousarray(sums, dtype=np.float64),
+        },
+        tmp,
+        metadata={"ids": json.dumps([i for i, _ in live]), "key": name},
+    )
+    final = directory / f"{name}.safetensors"
+    os.replace(tmp, final)
+    return final
 
 
 class FeatureCache:
@@ -76,12 +143,18 @@ class FeatureCache:
         *,
         namespace: str = "",
         batch_size: int = 1024,
+        workers: int = 0,
+        remote: FeatureRemote | None = None,
     ) -> None:
         self.directory = None if directory is None else Path(directory)
         if self.directory is not None:
             self.directory.mkdir(parents=True, exist_ok=True)
+        if remote is not None and self.directory is None:
+            raise ValueError("a remote feature store needs a local directory to copy into")
         self.namespace = namespace
         self.batch_size = batch_size
+        self.workers = workers
+        self.remote = remote
         self.computed = 0
         self._tables: dict[str, _Table] = {}
 
@@ -90,63 +163,107 @@ class FeatureCache:
         return backbone_digest(lower, cut, self.namespace)
 
     def features(
-        self, model: SplitModel, *splits: Split, cut: int = 1, device: torch.device | str = "cpu"
+        self,
+        model: SplitModel,
+        *splits: Split,
+        cut: int = 1,
+        device: torch.device | str = "cpu",
+        progress: _Progress | None = None,
     ) -> list[torch.Tensor]:
-        """Activations at ``cut`` for each split (in split order), on ``device``."""
+        """Activations at ``cut`` for each split (in split order), on ``device``.
+
+        ``progress(fraction)`` is called while missing activations are computed.
+        """
+        dev = torch.device(device)
         lower, _ = model.split(cut)
         key = backbone_digest(lower, cut, self.namespace)
         table = self._load(key)
-        out, dirty = [], False
+        plans: list[tuple[Split, np.ndarray, np.ndarray]] = []
+        todo = 0
         for split in splits:
-            if len(split) == 0:
-                out.append(predict(lower, split.x, device))
-                continue
-            sums = _checksums(split.x)
-            rows = torch.tensor(
-                [table.index.get(i, -1) if table else -1 for i in split.ids], dtype=torch.long
+            sums = _checksums(split) if len(split) else np.zeros((0, 2))
+            rows = np.array(
+                [table.index.get(i, -1) if table else -1 for i in split.ids], dtype=np.int64
             )
             known = rows >= 0
-            if table is not None and bool(known.any()):
-                ok = torch.isclose(
-                    table.checksums[rows[known]], sums[known], rtol=1e-7, atol=1e-6
-                ).all(dim=1)
-                stale = known.nonzero().flatten()[~ok]
-                rows[stale] = -1
-            need = (rows < 0).nonzero().flatten()
+            if table is not None and known.any():
+                stored = _gather(table.checksums, rows[known])
+                ok = np.isclose(stored, sums[known], rtol=1e-7, atol=1e-6).all(axis=1)
+                rows[np.flatnonzero(known)[~ok]] = -1
+            plans.append((split, rows, sums))
+            todo += int((rows < 0).sum())
+        done = 0
+        dirty = False
+        for split, rows, sums in plans:
+            need = np.flatnonzero(rows < 0)
             if len(need):
-                fresh = predict(lower, split.x[need], device, batch_size=self.batch_size)
-                fresh = fresh.to("cpu", torch.float32)
+                fresh = self._compute(lower, split, need, dev, done, todo, progress)
+                done += len(need)
                 self.computed += len(need)
-                table = self._append(
-                    key, table, [split.ids[i] for i in need.tolist()], fresh, sums[need]
-                )
-                rows[need] = torch.tensor(
-                    [table.index[split.ids[i]] for i in need.tolist()], dtype=torch.long
-                )
+                table = self._append(key, table, [split.ids[i] for i in need], fresh, sums[need])
+                rows[need] = [table.index[split.ids[i]] for i in need]
                 dirty = True
-            assert table is not None or len(split) == 0
-            feats = table.features[rows] if table is not None else torch.empty(0)
-            out.append(feats.to(device))
         if dirty and table is not None:
             self._save(key, table)
+        out = []
+        for split, rows, _ in plans:
+            if len(split) == 0:
+                out.append(_empty_like(lower, split, table, dev))
+                continue
+            assert table is not None
+            feats = _gather(table.features, rows).astype(np.float32, copy=False)
+            out.append(torch.from_numpy(feats).to(dev))
         return out
+
+    def _compute(
+        self,
+        lower: nn.Module,
+        split: Split,
+        need: np.ndarray,
+        device: torch.device,
+        done: int,
+        todo: int,
+        progress: _Progress | None,
+    ) -> np.ndarray:
+        if split.source is None:
+            idx = torch.from_numpy(need)
+            return (
+                predict(lower, split.x[idx], device, batch_size=self.batch_size)
+                .to("cpu", torch.float32)
+                .numpy()
+            )
+        from .sources import loader
+
+        assert split.rows is not None
+        rows = split.rows[torch.from_numpy(need)]
+        batches = loader(
+            split.source,  # type: ignore[arg-type]
+            rows,
+            batch_size=self.batch_size,
+            workers=self.workers,
+            device=device,
+        )
+        return stream_features(lower, batches, device, len(rows), done, todo, progress)
+
+    def _local(self, key: str) -> Path | None:
+        return None if self.directory is None else self.directory / f"{key}.safetensors"
 
     def _load(self, key: str) -> _Table | None:
         if key in self._tables:
             return self._tables[key]
-        if self.directory is None:
+        path = self._local(key)
+        if path is None:
             return None
-        path = self.directory / f"{key}.safetensors"
+        if not path.exists() and self.remote is not None:
+            fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
+            os.close(fd)
+            if self.remote.download(key, Path(tmp)):
+                os.replace(tmp, path)
+            else:
+                os.unlink(tmp)
         if not path.exists():
             return None
-        from safetensors import safe_open
-
-        with safe_open(str(path), framework="pt") as f:
-            ids = json.loads((f.metadata() or {}).get("ids", "[]"))
-        tensors = load_file(str(path))
-        table = _Table(
-            ids, {i: r for r, i in enumerate(ids)}, tensors["features"], tensors["checksums"]
-        )
+        table = _read_table(path)
         self._tables[key] = table
         return table
 
@@ -155,35 +272,86 @@ class FeatureCache:
         key: str,
         table: _Table | None,
         ids: list[str],
-        feats: torch.Tensor,
-        sums: torch.Tensor,
+        feats: np.ndarray,
+        sums: np.ndarray,
     ) -> _Table:
         if table is None:
             table = _Table([], {}, feats[:0], sums[:0])
-        for i in ids:  # a replaced row stays in memory but is no longer indexed
+        for i in ids:  # a replaced row stays in the arrays but is no longer indexed
             table.index[i] = len(table.ids)
             table.ids.append(i)
-        table.features = torch.cat([table.features, feats])
-        table.checksums = torch.cat([table.checksums, sums])
+        if len(table.features):
+            table.features = np.concatenate([np.asarray(table.features), feats])
+            table.checksums = np.concatenate([np.asarray(table.checksums), sums])
+        else:
+            table.features, table.checksums = feats, sums
         self._tables[key] = table
         return table
 
     def _save(self, key: str, table: _Table) -> None:
         if self.directory is None:
             return
-        live = sorted(table.index.items(), key=lambda kv: kv[1])
-        rows = torch.tensor([r for _, r in live], dtype=torch.long)
-        fd, tmp = tempfile.mkstemp(dir=self.directory, suffix=".tmp")
-        os.close(fd)
-        save_file(
-            {
-                "features": table.features[rows].contiguous(),
-                "checksums": table.checksums[rows].contiguous(),
-            },
-            tmp,
-            metadata={"ids": json.dumps([i for i, _ in live]), "key": key},
-        )
-        os.replace(tmp, self.directory / f"{key}.safetensors")
+        path = _write_table(self.directory, key, table)
+        self._tables[key] = _read_table(path)  # memory-mapped from now on
+        if self.remote is not None:
+            self.remote.upload(key, path)
+
+
+class _Progress(Protocol):
+    def __call__(self, fraction: float, /) -> None: ...
+
+
+def _gather(features: np.ndarray, rows: np.ndarray) -> np.ndarray:
+    """``features[rows]`` reading the rows in file order (one pass over the pages needed)."""
+    order = np.argsort(rows, kind="stable")
+    picked = np.asarray(features[rows[order]])
+    out = np.empty_like(picked)
+    out[order] = picked
+    return out
+
+
+def _empty_like(
+    lower: nn.Module, split: Split, table: _Table | None, device: torch.device
+) -> torch.Tensor:
+    if table is not None and len(table.features):
+        return torch.empty((0, *table.features.shape[1:]), device=device)
+    if split.source is None:
+        return predict(lower, split.x, device)
+    return torch.empty(0, device=device)
+
+
+@torch.no_grad()
+def stream_features(
+    lower: nn.Module,
+    batches: Sequence[torch.Tensor] | torch.utils.data.DataLoader[torch.Tensor],
+    device: torch.device,
+    total: int,
+    done: int = 0,
+    todo: int = 0,
+    progress: _Progress | None = None,
+) -> np.ndarray:
+    """``lower`` over every batch (eval mode; autocast bf16 on CUDA), collected on the CPU."""
+    was = lower.training
+    lower.eval()
+    out: np.ndarray | None = None
+    at = 0
+    amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+    try:
+        for x in batches:
+            with amp:
+                z = lower(x.to(device, non_blocking=True))
+            z_np = z.float().cpu().numpy()
+            if out is None:
+                out = np.empty((total, *z_np.shape[1:]), dtype=np.float32)
+            out[at : at + len(z_np)] = z_np
+            at += len(z_np)
+            if progress is not None and todo:
+                progress((done + at) / todo)
+    finally:
+        lower.train(was)
+    if out is None:
+        return np.zeros((0,), dtype=np.float32)
+    return out
 
 
 def embed(
@@ -196,5 +364,7 @@ def embed(
     """Activations at ``cut`` for each split, through ``cache`` when one is given."""
     if cache is not None:
         return cache.features(model, *splits, cut=cut, device=device)
+    if any(s.source is not None for s in splits):
+        return FeatureCache().features(model, *splits, cut=cut, device=device)
     lower, _ = model.split(cut)
     return [predict(lower, s.x, device) for s in splits]

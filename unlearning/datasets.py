@@ -5,6 +5,9 @@
   500 val, 500 test).
 - ``synthetic-cifar``: random 3x32x32 tensors with class structure (``n`` train samples),
   for timing ResNet-18 where CIFAR itself cannot be downloaded.
+- ``shapes``: the generated CIFAR-shaped image set of ``unlearning.shapes`` (rendered shapes,
+  real class structure; ``n`` train, ``n_val``, ``n_test``), rendered in memory and
+  normalised with mean 0.5 / std 0.25; the same images ``shapes.write_image_folder`` writes.
 - ``npz``: a user's file (``path``) with arrays ``x, y, ids`` (optional ``subjects``) and
   held-out ``x_val, y_val, ids_val`` (optional ``x_test, y_test, ids_test``).
 
@@ -150,6 +153,37 @@ def _synthetic_cifar(
     )
 
 
+def _shapes(
+    seed: int = 0, n: int = 2000, n_val: int = 500, n_test: int = 500, size: int = 32
+) -> Dataset:
+    from . import shapes
+    from .preprocess import Preprocess
+
+    to_tensor = Preprocess(mean=(0.5, 0.5, 0.5), std=(0.25, 0.25, 0.25)).transform()
+    recs = list(shapes.records(n, n_val, n_test))
+    xs, ys = [], []
+    for rec in recs:
+        image, label = shapes.render(rec["index"], seed, size)
+        xs.append(to_tensor(image))
+        ys.append(label)
+    x, y = torch.stack(xs), torch.tensor(ys, dtype=torch.long)
+    ids = tuple(r["sample_id"] for r in recs)
+    subjects = tuple(r["subject_ref"] or None for r in recs[:n])
+
+    def part(lo: int, hi: int, subj: tuple[str | None, ...] | None = None) -> Split:
+        return Split(x[lo:hi].contiguous(), y[lo:hi].clone(), ids[lo:hi], subj)
+
+    return Dataset(
+        "shapes",
+        len(shapes.CLASSES),
+        (3, size, size),
+        part(0, n, subjects),
+        part(n, n + n_val),
+        part(n + n_val, n + n_val + n_test),
+        {"seed": seed, "n": n, "n_val": n_val, "n_test": n_test, "size": size},
+    )
+
+
 def _npz(path: str, seed: int = 0, num_classes: int | None = None) -> Dataset:
     with np.load(Path(path), allow_pickle=False) as f:
         arrays = {k: f[k] for k in f.files}
@@ -181,6 +215,7 @@ _LOADERS: dict[str, Callable[..., Dataset]] = {
     "sklearn-digits": _digits,
     "mnist1d": _mnist1d,
     "synthetic-cifar": _synthetic_cifar,
+    "shapes": _shapes,
     "npz": _npz,
 }
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol
 
 import torch
 
@@ -19,6 +19,7 @@ __all__ = [
     "Cancelled",
     "Dataset",
     "Hooks",
+    "SampleSource",
     "Split",
     "UnlearnData",
     "UnlearnResult",
@@ -29,14 +30,40 @@ class Cancelled(Exception):
     """Raised inside a method when its hooks report that the job was cancelled."""
 
 
-@dataclass(frozen=True)
 class Split:
-    """A set of samples: inputs, integer labels, stable string ids, optional subject refs."""
+    """A set of samples: inputs, integer labels, stable string ids, optional subject refs.
 
-    x: torch.Tensor
-    y: torch.Tensor
-    ids: tuple[str, ...]
-    subjects: tuple[str | None, ...] | None = None
+    Inputs are either a tensor ``x`` or rows of a ``source`` (a ``torch.utils.data.Dataset``
+    returning one input tensor per index, e.g. ``unlearning.sources.ImageSource``): then
+    ``x`` is only read (all rows, batched) when a method asks for it, and the feature cache
+    streams just the rows it lacks, so a layer-level erasure never loads the dataset.
+    """
+
+    def __init__(
+        self,
+        x: torch.Tensor | None,
+        y: torch.Tensor,
+        ids: tuple[str, ...],
+        subjects: tuple[str | None, ...] | None = None,
+        *,
+        source: SampleSource | None = None,
+        rows: torch.Tensor | None = None,
+    ) -> None:
+        if x is None and source is None:
+            raise ValueError("a Split needs inputs x or a source")
+        self._x = x
+        self.y = y
+        self.ids = ids
+        self.subjects = subjects
+        self.source = source
+        self.rows = rows if rows is not None or source is None else torch.arange(len(ids))
+
+    @property
+    def x(self) -> torch.Tensor:
+        if self._x is None:
+            assert self.source is not None and self.rows is not None
+            self._x = self.source.load(self.rows)
+        return self._x
 
     def __len__(self) -> int:
         return len(self.ids)
@@ -47,7 +74,29 @@ class Split:
             index = index.nonzero().flatten()
         rows = index.tolist()
         subjects = None if self.subjects is None else tuple(self.subjects[i] for i in rows)
-        return Split(self.x[index], self.y[index], tuple(self.ids[i] for i in rows), subjects)
+        ids = tuple(self.ids[i] for i in rows)
+        if self._x is None:
+            assert self.rows is not None
+            return Split(
+                None, self.y[index], ids, subjects, source=self.source, rows=self.rows[index]
+            )
+        return Split(self._x[index], self.y[index], ids, subjects)
+
+
+class SampleSource(Protocol):
+    """Where a Split's inputs live when they are not in memory."""
+
+    def __len__(self) -> int: ...
+
+    def __getitem__(self, row: int) -> torch.Tensor: ...
+
+    def load(self, rows: torch.Tensor) -> torch.Tensor:
+        """The inputs of ``rows`` stacked into one tensor."""
+        ...
+
+    def fingerprints(self, rows: torch.Tensor) -> torch.Tensor:
+        """(len(rows), 2) float64 identifying each row's content without reading it."""
+        ...
 
 
 Scope = Literal["class", "sample", "mixed", "empty"]
@@ -139,5 +188,5 @@ class UnlearnResult:
 
     @property
     def backbone_changed(self) -> bool:
-        head = {k for k in self.changed if k.startswith("head.")}
-        return bool(set(self.changed) - head)
+        head = self.model.upper_prefixes(1)
+        return any(not k.startswith(head) for k in self.changed)

@@ -8,6 +8,7 @@ Layout (relative to the store root or ``s3://bucket/prefix/``)::
 
     blobs/sha256/<first two hex chars>/<digest>
     manifests/<sha256>.json
+    refs/<name>                 a small named pointer (e.g. a feature table's blob digest)
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from typing import Protocol
 
-__all__ = ["Backend", "Source", "blob_key", "manifest_key"]
+__all__ = ["Backend", "Source", "blob_key", "manifest_key", "ref_key"]
 
 
 class Source(Protocol):
@@ -41,6 +42,10 @@ def blob_key(digest: str) -> str:
 
 def manifest_key(sha256: str) -> str:
     return f"manifests/{sha256}.json"
+
+
+def ref_key(name: str) -> str:
+    return f"refs/{name}"
 
 
 class Backend(Protocol):
@@ -121,4 +126,12 @@ class Backend(Protocol):
 
     def manifest_digests(self) -> Iterator[str]:
         """Every stored manifest's sha256."""
+        ...
+
+    def read_ref(self, name: str) -> bytes | None:
+        """A named pointer's bytes, or None when absent (names are validated by the caller)."""
+        ...
+
+    def write_ref(self, name: str, data: bytes) -> None:
+        """Store a named pointer atomically (a rewrite replaces it)."""
         ...

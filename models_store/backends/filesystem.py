@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from models_store.backends.base import Source, blob_key, is_digest, manifest_key
+from models_store.backends.base import Source, blob_key, is_digest, manifest_key, ref_key
 from models_store.errors import BlobNotFound, StoreError
 
 __all__ = ["FilesystemBackend"]
@@ -136,6 +136,17 @@ class FilesystemBackend:
         for path in (self.root / "manifests").glob("*.json"):
             if is_digest(path.stem):
                 yield path.stem
+
+    # refs ------------------------------------------------------------------------------
+
+    def read_ref(self, name: str) -> bytes | None:
+        try:
+            return (self.root / ref_key(name)).read_bytes()
+        except FileNotFoundError:
+            return None
+
+    def write_ref(self, name: str, data: bytes) -> None:
+        _atomic_write(self.root / ref_key(name), io.BytesIO(data))
 
 
 def _read_range(handle: BinaryIO, start: int, end: int, chunk_size: int) -> Iterator[bytes]:

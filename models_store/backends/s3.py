@@ -21,7 +21,7 @@ from boto3.s3.transfer import TransferConfig
 from botocore.config import Config
 from botocore.exceptions import BotoCoreError, ClientError
 
-from models_store.backends.base import Source, blob_key, is_digest, manifest_key
+from models_store.backends.base import Source, blob_key, is_digest, manifest_key, ref_key
 from models_store.errors import BlobNotFound, StoreError
 
 __all__ = ["S3Backend"]
@@ -306,3 +306,23 @@ class S3Backend:
 
     def manifest_digests(self) -> Iterator[str]:
         return self._names("manifests/", ".json")
+
+    # refs ------------------------------------------------------------------------------
+
+    def read_ref(self, name: str) -> bytes | None:
+        what = f"ref {name}"
+        if self._head(self._key(ref_key(name)), what) is None:
+            return None
+        try:
+            response = self._client.get_object(Bucket=self.bucket, Key=self._key(ref_key(name)))
+            with response["Body"] as body:
+                data: bytes = body.read()
+        except (BotoCoreError, ClientError) as exc:
+            raise self._fail(exc, what) from exc
+        return data
+
+    def write_ref(self, name: str, data: bytes) -> None:
+        try:
+            self._client.put_object(Bucket=self.bucket, Key=self._key(ref_key(name)), Body=data)
+        except (BotoCoreError, ClientError) as exc:
+            raise self._fail(exc, f"ref {name}") from exc

@@ -4,7 +4,7 @@ import pytest
 import torch
 
 import unlearning as ul
-from unlearning.checkpoint import read_metadata
+from unlearning.checkpoint import StateDictMismatch, read_metadata
 
 
 def test_round_trip_gives_the_same_model(digits: ul.Dataset, digits_model: ul.SplitModel):
@@ -25,5 +25,7 @@ def test_mismatches_are_refused(digits_model: ul.SplitModel) -> None:
     with pytest.raises(ValueError):
         ul.load_checkpoint(b"\x00" * 4 + b"not safetensors", arch_id="digits-cnn", num_classes=10)
     foreign = ul.save_checkpoint(ul.get_architecture("mnist1d-cnn"), "digits-cnn")
-    with pytest.raises(ValueError, match="missing"):
+    with pytest.raises(StateDictMismatch, match="unexpected tensors") as info:
         ul.load_checkpoint(foreign, arch_id="digits-cnn", num_classes=10)
+    assert "features.3.1.weight" in info.value.unexpected
+    assert any(m.startswith("features.0.1.weight: (32, 1, 5)") for m in info.value.mismatched)

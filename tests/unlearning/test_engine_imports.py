@@ -1,4 +1,5 @@
-"""The engine runs on a GPU machine with only torch, numpy and scikit-learn installed."""
+"""The engine runs on a GPU machine with only torch, numpy and scikit-learn installed
+(torchvision, and Pillow which it brings, only for ``torchvision:`` models and image files)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,7 @@ FORBIDDEN = {
     "boto3",
 }
 ALLOWED_THIRD_PARTY = {"torch", "numpy", "sklearn", "safetensors", "unlearning"}
-LAZY_ONLY = {"mnist1d"}
+LAZY_ONLY = {"mnist1d", "torchvision", "PIL"}
 
 
 def _imports(tree: ast.AST) -> list[tuple[str, bool]]:
