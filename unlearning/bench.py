@@ -39,7 +39,7 @@ if TYPE_CHECKING:  # the CLI's --help must not pay for importing torch
 
     from .types import Dataset
 
-__all__ = ["REGIMES", "forget_ids", "main", "run_benchmark", "run_suite"]
+__all__ = ["REGIMES", "forget_ids", "main", "merge", "run_benchmark", "run_suite"]
 
 DEFAULT_ARCH = {
     "sklearn-digits": "digits-cnn",
@@ -161,11 +161,14 @@ def run_suite(
     method_configs: dict[str, dict[str, Any]] | None = None,
     train_epochs: int | None = None,
     log: Callable[[str], None] = print,
+    checkpoint: Callable[[list[dict[str, Any]]], None] | None = None,
 ) -> list[dict[str, Any]]:
     """One result per scenario; each seed's original model is shared by all scenarios.
 
     ``methods`` may name ``default`` (``choose_method``'s pick per scenario) and
     ``retrain-2`` (the noise floor). ``seeds``: a count (starting at ``seed_offset``) or a list.
+    ``checkpoint`` receives the results so far after every seed (a long run keeps what it
+    measured).
     """
     from dataclasses import replace
 
@@ -223,9 +226,17 @@ def run_suite(
             )
             picked[scenario].add(default)
             per_scenario[scenario].append(rows)
+        if checkpoint is not None:
+            done = seed_list[: len(per_scenario[scenarios[0]])]
+            checkpoint(
+                [
+                    _summarise(dataset, s, done, per_scenario[s], picked[s], _device_name(dev))
+                    for s in scenarios
+                ]
+            )
     return [
-        _summarise(dataset, scenario, seed_list, per_scenario[scenario], picked[scenario], dev)
-        for scenario in scenarios
+        _summarise(dataset, s, seed_list, per_scenario[s], picked[s], _device_name(dev))
+        for s in scenarios
     ]
 
 
@@ -233,6 +244,20 @@ def _clock() -> float:
     import time
 
     return time.perf_counter()
+
+
+def merge(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Results of separate runs (other seeds, same dataset and scenario) as one per scenario."""
+    groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
+    for r in results:
+        groups.setdefault((r["dataset"], r["scenario"]), []).append(r)
+    out = []
+    for (dataset, scenario), parts in groups.items():
+        seeds = [s for p in parts for s in p["seeds"]]
+        rows = [row for p in parts for row in p["rows"]]
+        picked = sorted({m for p in parts for m in p.get("default_method", [])})
+        out.append(_summarise(dataset, scenario, seeds, rows, picked, parts[0]["device"]))
+    return out
 
 
 def _run_scenario(
@@ -288,15 +313,16 @@ def _summarise(
     scenario: str,
     seed_list: Sequence[int],
     per_seed: Sequence[dict[str, dict[str, Any]]],
-    picked: set[str],
-    dev: torch.device,
+    picked: set[str] | Sequence[str],
+    device_name: str,
 ) -> dict[str, Any]:
     out: dict[str, Any] = {
         "scenario": scenario,
         "dataset": dataset,
-        "device": _device_name(dev),
+        "device": device_name,
         "seeds": list(seed_list),
         "methods": {},
+        "rows": _json_safe(list(per_seed)),
     }
     for m in per_seed[0]:
         entry: dict[str, Any] = {}
@@ -611,6 +637,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--no-retrain", action="store_true", help="cost-growth mode: do not time retrain"
     )
     p.add_argument(
+        "--render",
+        default=None,
+        metavar="JSON[,JSON...]",
+        help="print the tables of saved --json results and exit (results of the same dataset "
+        "and scenario from several files, e.g. other seeds, are merged)",
+    )
+    p.add_argument(
         "--threads",
         type=int,
         default=1,
@@ -621,6 +654,16 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
+    if args.render:
+        saved: list[dict[str, Any]] = []
+        for path in args.render.split(","):
+            with open(path) as f:
+                loaded = json.load(f)
+            saved += loaded if isinstance(loaded, list) else [loaded]
+        for result in merge(saved):
+            print(f"\n{result['dataset']} {result['scenario']}, seeds {result['seeds']}")
+            print(format_table(result))
+        return 0
     import torch
 
     if args.threads:
@@ -668,6 +711,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         method_configs=configs,
         train_epochs=epochs,
         log=log,
+        checkpoint=(lambda partial: _write(args.json, partial)) if args.json else None,
     )
     for result in results:
         print(
@@ -676,9 +720,13 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         print(format_table(result))
     if args.json:
-        with open(args.json, "w") as f:
-            json.dump(results if len(results) > 1 else results[0], f, indent=2)
+        _write(args.json, results)
     return 0
+
+
+def _write(path: str, results: list[dict[str, Any]]) -> None:
+    with open(path, "w") as f:
+        json.dump(results if len(results) > 1 else results[0], f, indent=2)
 
 
 if __name__ == "__main__":

@@ -97,6 +97,10 @@ class LAUCalibratedConfig:
     a single linear layer lacks the capacity where the model generalises poorly
     (BENCHMARKS.md, "The hard regime")."""
     escalate_z: float = 2.0
+    wrong_rate: str = "quantile"
+    """``"quantile"``: the share of wrong targets follows the val confidence quantiles;
+    ``"val-error"``: exactly the val error rate of the forget samples (nearest the boundary
+    by flip distance) get wrong-class targets (the teacher's logits at the path's end)."""
     class_config: dict[str, object] | None = None
     """Overrides for the ``lau`` run on the whole classes of a mixed request."""
     seed: int = 0
@@ -265,6 +269,15 @@ def _calibrate(
         out = _log_softmax(_logits_at(path, conf_path, goal) / t)
         return torch.where(lost[:, None], wrong, out)
 
+    if cfg.wrong_rate == "val-error":
+        # explicit rate: as many of the nearest-the-boundary samples as the held-out error
+        # rate says a retrained model gets wrong get a wrong-class target
+        with torch.no_grad():
+            val_err = float((teacher(z_v).argmax(1) != y_v).float().mean())
+        free = (~lost).nonzero().flatten()
+        n_wrong = round(val_err * len(free))
+        lost[free[score[free].argsort()[:n_wrong]]] = True
+        info["wrong_targets"] = int(lost.sum())
     with torch.no_grad():
         p_forget = targets(desired(_true_conf(teacher(z_v), y_v)))
         info.update(
