@@ -253,8 +253,13 @@ def merge(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         groups.setdefault((r["dataset"], r["scenario"]), []).append(r)
     out = []
     for (dataset, scenario), parts in groups.items():
-        seeds = [s for p in parts for s in p["seeds"]]
-        rows = [row for p in parts for row in p["rows"]]
+        seeds: list[int] = []
+        rows: list[dict[str, Any]] = []
+        for p in parts:
+            for seed, row in zip(p["seeds"], p["rows"], strict=True):
+                if seed not in seeds:  # the same seed from two runs counts once
+                    seeds.append(seed)
+                    rows.append(row)
         picked = sorted({m for p in parts for m in p.get("default_method", [])})
         out.append(_summarise(dataset, scenario, seeds, rows, picked, parts[0]["device"]))
     return out
