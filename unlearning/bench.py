@@ -553,6 +553,38 @@ def format_table(result: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def format_headline(results: Sequence[dict[str, Any]]) -> str:
+    """One row per scenario: the default method against retrain, the noise floor and target,
+    paired wins against each baseline, speed-up."""
+    head = ["scenario", "seeds", "default", "Avg. Gap", "noise floor", "target", "met"]
+    head += [f"< {b}" for b in BASELINES] + ["< original", "speed-up"]
+    lines = [" | ".join(head), " | ".join("---" for _ in head)]
+    for r in results:
+        e = r["methods"].get("default")
+        if e is None or "noise_floor" not in r:
+            continue
+        paired = r.get("paired", {})
+
+        def wins(m: str, paired: dict[str, Any] = paired) -> str:
+            p = paired.get(m)
+            return f"{p['default_lower']}/{p['seeds']}" if p else "-"
+
+        cells = [
+            r["scenario"],
+            str(len(r["seeds"])),
+            ", ".join(r.get("default_method", [])),
+            _fmt(e["avg_gap"], e["std"]["avg_gap"]),
+            _fmt(r["noise_floor"], r["methods"]["retrain-2"]["std"]["avg_gap"]),
+            f"{r['target_gap']:.2f}",
+            "yes" if r.get("target_met") else "**no**",
+            *(wins(b) for b in BASELINES),
+            wins("original"),
+            _fmt(e["speedup_vs_retrain"], e["std"]["speedup_vs_retrain"], 0) + "×",
+        ]
+        lines.append(" | ".join(cells))
+    return "\n".join(lines)
+
+
 def _parse_kv(items: Sequence[str]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for item in items:
@@ -649,6 +681,11 @@ def build_parser() -> argparse.ArgumentParser:
         "and scenario from several files, e.g. other seeds, are merged)",
     )
     p.add_argument(
+        "--headline",
+        action="store_true",
+        help="with --render: one summary row per scenario instead of the full tables",
+    )
+    p.add_argument(
         "--threads",
         type=int,
         default=1,
@@ -665,7 +702,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             with open(path) as f:
                 loaded = json.load(f)
             saved += loaded if isinstance(loaded, list) else [loaded]
-        for result in merge(saved):
+        merged = merge(saved)
+        if args.headline:
+            print(format_headline(merged))
+            return 0
+        for result in merged:
             print(f"\n{result['dataset']} {result['scenario']}, seeds {result['seeds']}")
             print(format_table(result))
         return 0
