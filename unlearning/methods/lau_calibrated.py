@@ -30,7 +30,21 @@ like a sample the model never saw, using the geometry Partial-PGD measures at th
    quantiles are re-read from the student's own val confidences and the pushed points move
    along the stored path accordingly (no new attack: the path's logits are kept).
 
-Only ``val`` is used for calibration, never ``test``. With a warm feature cache the cost is
+6. **Cut escalation.** Where the forget accuracy reached at ``cut`` stays above the
+   calibrated target by more than ``escalate_z`` binomial standard errors, the layers above
+   the cut lack the capacity (a model that generalises poorly memorised its forget set); the
+   calibration is redone at ``escalate_cut`` and ``info["escalated"]`` says why.
+7. **Whole classes in the same request** (scope ``mixed``): ``lau`` as published runs on the
+   class samples first; the single samples are then calibrated with the class samples
+   anchored to their forgotten state. One result.
+8. **Most of a class.** For a class the request removes mostly (``metrics.MOSTLY_FORGOTTEN``)
+   but not entirely, the share of it a retrained model would keep is estimated from the
+   remnant (a fresh head fitted on the retain activations); that share of its forget samples
+   keeps calibrated targets, the rest (nearest the boundary) get wrong-class targets, and the
+   head's bias for the class is lowered until its val recall matches.
+
+Only ``val`` is used for calibration, never ``test``; fewer than ``MIN_VAL`` val samples
+(of the kept classes) raise ``ValueError``. With a warm feature cache the cost is
 the attack path on the forget activations plus ``iters`` full-batch steps on the upper
 layers; design, measurements and the cut 1 vs 2 trade-off are in BENCHMARKS.md
 ("Sample-level forgetting (lau-calibrated)").
