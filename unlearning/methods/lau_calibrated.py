@@ -251,7 +251,7 @@ def _calibrate(
     # remnant may lose much of such a class on held-out data. How much is estimated from how
     # much of the class remains (``_shadow_shares``: a fresh head fitted on the retain set,
     # remnant included); the class's forget samples nearest the boundary get wrong-class
-    # targets in that share, and the head's bias for the class is lowered until its val
+    # targets in the share it would lose, and the head's bias for the class is lowered until its val
     # recall keeps only that share.
     mostly = {k: r for k, r in mostly_forgotten_classes(data).items() if k not in forgotten}
     lost = torch.zeros(n_f, dtype=torch.bool, device=device)
