@@ -47,6 +47,8 @@ WORKDIR /src
 COPY pyproject.toml README.md ./
 COPY app ./app
 COPY workers ./workers
+COPY lethe ./lethe
+COPY benchmarks ./benchmarks
 COPY unlearning ./unlearning
 COPY models_store ./models_store
 COPY migrations ./migrations

@@ -34,7 +34,7 @@ run: install
 	$(BIN)/lethe demo
 
 lint: install-dev
-	$(BIN)/ruff check app workers unlearning models_store migrations tests
+	$(BIN)/ruff check app workers lethe unlearning models_store migrations tests benchmarks
 	$(BIN)/mypy
 	$(BIN)/lint-imports
 

@@ -13,11 +13,13 @@ from app.audit.router import router as audit_router
 from app.audit.sealer import audit_sealer
 from app.callbacks.router import router as callbacks_router
 from app.callbacks.router import webhooks_router
+from app.core.after_commit import Dispatcher
 from app.core.config import Settings, get_settings
-from app.core.db import Dispatcher, make_engine, make_session_factory
+from app.core.db import make_engine, make_session_factory
 from app.core.errors import install_error_handlers
 from app.core.json_body import JsonBodyGuard
 from app.core.openapi import install_openapi
+from app.core.store import open_settings_store
 from app.erasure_requests.router import router as requests_router
 from app.health.router import router as health_router
 from app.idempotency.middleware import IdempotencyMiddleware
@@ -29,7 +31,6 @@ from app.observability.router import router as metrics_router
 from app.opendsr.router import install as install_opendsr
 from app.opendsr.router import router as opendsr_router
 from app.registry.router import router as models_router
-from models_store import open_store
 
 log = logging.getLogger("lethe.app")
 
@@ -40,16 +41,11 @@ class NoDispatcher:
     def dispatch(self, job_id: str) -> None:
         log.info("job %s queued; no dispatcher in this process", job_id)
 
+    def deliver_callbacks(self) -> None:
+        """Housekeeping (Celery beat, or another process's tick) delivers them."""
 
-def open_settings_store(settings: Settings) -> Any:
-    secret = settings.s3_secret_access_key
-    return open_store(
-        settings.resolved_store_url,
-        s3_endpoint_url=settings.s3_endpoint_url,
-        s3_region=settings.s3_region,
-        s3_access_key_id=settings.s3_access_key_id,
-        s3_secret_access_key=secret.get_secret_value() if secret else None,
-    )
+    def ping(self) -> bool:
+        return False
 
 
 def create_app(

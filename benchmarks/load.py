@@ -117,7 +117,7 @@ def seed(database_url: str, data_dir: Path, broker: str | None) -> tuple[str, li
     from app.core.config import Settings
     from app.core.db import session_scope
     from app.core.migrate import upgrade
-    from workers.demo import seed_demo
+    from lethe.demo import seed_demo
     from workers.runtime import build_runtime
 
     upgrade(database_url)
@@ -244,7 +244,7 @@ def load_phase(args: argparse.Namespace, report: dict[str, Any]) -> None:
         lethe_cmd = [
             sys.executable,
             "-m",
-            "workers.cli",
+            "lethe.cli",
             "serve",
             "--port",
             str(lethe_port),
@@ -397,7 +397,7 @@ def scale_phase(args: argparse.Namespace, report: dict[str, Any]) -> None:
         report["scale"]["register_seconds"] = round(time.perf_counter() - start, 2)
         report["scale"]["samples"] = len(ids)
         port = free_port()
-        cmd = [sys.executable, "-m", "workers.cli", "serve", "--port", str(port)]
+        cmd = [sys.executable, "-m", "lethe.cli", "serve", "--port", str(port)]
         with server(
             cmd, lethe_env(db_url, Path(tmp), LETHE_BROKER_URL=BROKER_URL), port, "/healthz"
         ) as url:
@@ -443,7 +443,7 @@ def end_to_end_phase(args: argparse.Namespace, report: dict[str, Any]) -> None:
             worker = None
             if broker:
                 worker = subprocess.Popen(
-                    [sys.executable, "-m", "workers.cli", "worker", "-Q", "gpu,default", "-c", "1"],
+                    [sys.executable, "-m", "lethe.cli", "worker", "-Q", "gpu,default", "-c", "1"],
                     cwd=ROOT,
                     env={**os.environ, **env},
                     stdout=subprocess.DEVNULL,
@@ -451,7 +451,7 @@ def end_to_end_phase(args: argparse.Namespace, report: dict[str, Any]) -> None:
                     start_new_session=True,
                 )
             try:
-                cmd = [sys.executable, "-m", "workers.cli", "serve", "--port", str(port)]
+                cmd = [sys.executable, "-m", "lethe.cli", "serve", "--port", str(port)]
                 with (
                     server(cmd, env, port, "/healthz") as url,
                     httpx.Client(base_url=url, headers={"X-API-Key": key}, timeout=30) as c,

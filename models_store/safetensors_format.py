@@ -110,7 +110,7 @@ def read_header_length(prefix: bytes, total_size: int | None) -> int:
             f"{_NOT_SAFETENSORS}: the file is {len(prefix)} bytes, shorter than the"
             " 8-byte header length"
         )
-    (n,) = struct.unpack("<Q", prefix[:8])
+    n = int.from_bytes(prefix[:8], "little")  # the header length: an unsigned 64-bit LE
     hint = _format_hint(prefix)
     if n < 2:
         raise InvalidCheckpoint(f"{_NOT_SAFETENSORS}: header length {n} is too small{hint}")

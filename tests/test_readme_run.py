@@ -14,8 +14,8 @@ from pathlib import Path
 
 import httpx
 
-from tests.conftest import free_port, wait_until
-from tests.helpers import erasure_body
+from tests.support.requests import erasure_body
+from tests.support.services import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parent.parent
 

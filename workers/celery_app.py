@@ -5,7 +5,7 @@ acknowledged after the task returns (acks_late) and given back if the worker pro
 dies (reject_on_worker_lost); each worker takes one message at a time (prefetch 1); Redis
 redelivers an unacknowledged message only after the visibility timeout, which the
 settings keep longer than the hard time limit of any job. Stale jobs are caught sooner
-by the heartbeat reaper (beat task `lethe.reap`).
+by the heartbeat reaper of housekeeping (beat task `lethe.housekeeping`).
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ from app.core.config import Settings, get_settings
 GPU_QUEUE = "gpu"
 DEFAULT_QUEUE = "default"
 RUN_JOB = "lethe.run_job"
-REAP = "lethe.reap"
+HOUSEKEEPING = "lethe.housekeeping"
 DELIVER_CALLBACKS = "lethe.deliver_callbacks"
 
 
@@ -41,15 +41,11 @@ def make_celery(settings: Settings) -> Celery:
         task_default_queue=DEFAULT_QUEUE,
         task_routes={
             RUN_JOB: {"queue": GPU_QUEUE},
-            REAP: {"queue": DEFAULT_QUEUE},
+            HOUSEKEEPING: {"queue": DEFAULT_QUEUE},
             DELIVER_CALLBACKS: {"queue": DEFAULT_QUEUE},
         },
         beat_schedule={
-            "reap": {"task": REAP, "schedule": settings.reaper_interval_s},
-            "deliver-callbacks": {
-                "task": DELIVER_CALLBACKS,
-                "schedule": settings.reaper_interval_s,
-            },
+            "housekeeping": {"task": HOUSEKEEPING, "schedule": settings.housekeeping_interval_s},
         },
         worker_hijack_root_logger=False,
         worker_cancel_long_running_tasks_on_connection_loss=False,
@@ -67,12 +63,13 @@ class CeleryDispatcher:
         self.app.send_task(RUN_JOB, args=[job_id], queue=GPU_QUEUE)
 
     def deliver_callbacks(self) -> None:
-        """Wake a sender on the `default` queue (the beat task also runs it periodically)."""
+        """Wake a sender on the `default` queue (housekeeping also delivers what is due)."""
         self.app.send_task(DELIVER_CALLBACKS, queue=DEFAULT_QUEUE)
 
-    def ping(self) -> None:
+    def ping(self) -> bool:
         with self.app.connection_for_write() as conn:
             conn.ensure_connection(max_retries=1, timeout=2)
+        return True
 
 
 celery_app = make_celery(get_settings())

@@ -1,5 +1,6 @@
-"""The embedded worker: runs jobs in a thread of the API process, plus the periodic
-scheduler/reaper, with the very same pipeline the Celery task runs."""
+"""The embedded worker: runs jobs in a thread of the API process with the very same
+pipeline the Celery task runs, plus the housekeeping tick (`app.housekeeping`, what Celery
+beat runs) and a callback sender woken after commits that queued callbacks."""
 
 from __future__ import annotations
 
@@ -11,8 +12,7 @@ from sqlalchemy import select
 
 from app.callbacks.sender import deliver_due
 from app.core.db import session_scope
-from app.idempotency.service import purge_expired
-from app.jobs import service as jobs
+from app.housekeeping import Housekeeping, housekeeping
 from app.jobs.models import Job, JobStatus
 from workers.pipeline import run_job
 from workers.runtime import Runtime
@@ -37,7 +37,9 @@ class EmbeddedWorker:
     def start(self) -> None:
         self._threads = [
             threading.Thread(target=self._work, name="lethe-embedded-worker", daemon=True),
-            threading.Thread(target=self._tick_loop, name="lethe-embedded-reaper", daemon=True),
+            threading.Thread(
+                target=self._tick_loop, name="lethe-embedded-housekeeping", daemon=True
+            ),
             threading.Thread(
                 target=self._deliver_loop, name="lethe-embedded-callbacks", daemon=True
             ),
@@ -56,15 +58,19 @@ class EmbeddedWorker:
         for t in self._threads:
             t.join(timeout=timeout)
 
+    def ping(self) -> bool:
+        return False  # no broker: jobs run in this process
+
     def deliver_callbacks(self) -> None:
         """Wake the callback sender (called after a commit that queued callbacks)."""
         self._callbacks.set()
 
-    def tick(self) -> None:
-        """Reap stale jobs and schedule waiting requests (the beat task does this in Celery)."""
-        with session_scope(self.rt.session_factory, self) as s:
-            jobs.reap(session=s, settings=self.rt.settings)
-            purge_expired(session=s)
+    def tick(self) -> Housekeeping:
+        """One run of housekeeping (the beat task runs it in Celery)."""
+        rt = self.rt
+        return housekeeping(
+            session_factory=rt.session_factory, dispatcher=self, settings=rt.settings
+        )
 
     def _work(self) -> None:
         while not self._stop.is_set():
@@ -78,9 +84,9 @@ class EmbeddedWorker:
                 log.exception("embedded worker: job %s crashed", job_id)
 
     def _deliver_loop(self) -> None:
-        """Send due callbacks when woken, and at least every reaper interval (retries)."""
+        """Send due callbacks when woken (retries come due on the housekeeping tick)."""
         while not self._stop.is_set():
-            self._callbacks.wait(self.rt.settings.reaper_interval_s)
+            self._callbacks.wait()
             self._callbacks.clear()
             if self._stop.is_set():
                 return
@@ -92,8 +98,8 @@ class EmbeddedWorker:
                 log.exception("embedded callback delivery failed")
 
     def _tick_loop(self) -> None:
-        while not self._stop.wait(self.rt.settings.reaper_interval_s):
+        while not self._stop.wait(self.rt.settings.housekeeping_interval_s):
             try:
                 self.tick()
             except Exception:
-                log.exception("embedded scheduler tick failed")
+                log.exception("embedded housekeeping tick failed")

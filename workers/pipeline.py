@@ -7,7 +7,7 @@ engine.
         ─► ONE transaction: version, requests completed, samples erased, alias, audit
 
 Failures before the last step leave nothing published; the job is retried or failed with
-a readable reason (see app.jobs.service.fail_attempt).
+a readable reason (see app.jobs.attempt.fail_attempt).
 """
 
 from __future__ import annotations
@@ -22,7 +22,8 @@ from typing import Any
 
 from app.core.config import Settings
 from app.core.db import session_scope
-from app.jobs import service as jobs
+from app.jobs import attempt as jobs
+from app.jobs import flows
 from workers.datasets import materialize
 from workers.runtime import Runtime
 
@@ -159,7 +160,7 @@ def _finite(metrics: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
-def _unlearn(claim: jobs.Claim, rt: Runtime, progress: Progress) -> jobs.Outcome:
+def _unlearn(claim: jobs.Claim, rt: Runtime, progress: Progress) -> flows.Outcome:
     import unlearning as ul
 
     settings = rt.settings
@@ -216,7 +217,7 @@ def _unlearn(claim: jobs.Claim, rt: Runtime, progress: Progress) -> jobs.Outcome
         },
     )
     put = rt.store.put_checkpoint(blob)
-    return jobs.Outcome(
+    return flows.Outcome(
         method=result.method,
         params=dict(result.config),
         metrics=_finite(metrics),
@@ -259,7 +260,7 @@ def run_job(job_id: str, rt: Runtime) -> str:
             status = job.status.value if job is not None else "lost"
         return "retrying" if status == "queued" else status
     with session_scope(rt.session_factory, rt.dispatcher) as s:
-        version = jobs.publish(
+        version = flows.publish(
             session=s, claim=claim, outcome=outcome, settings=rt.settings, worker=rt.worker_name
         )
     if version is None:

@@ -9,9 +9,10 @@ from typing import Any
 
 from sqlalchemy.orm import Session, sessionmaker
 
+from app.core.after_commit import Dispatcher
 from app.core.config import Settings
-from app.core.db import Dispatcher, make_engine, make_session_factory
-from app.main import open_settings_store
+from app.core.db import make_engine, make_session_factory
+from app.core.store import open_settings_store
 
 
 @dataclass

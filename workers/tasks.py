@@ -9,7 +9,13 @@ from __future__ import annotations
 import functools
 
 from app.core.config import get_settings
-from workers.celery_app import DELIVER_CALLBACKS, REAP, RUN_JOB, CeleryDispatcher, celery_app
+from workers.celery_app import (
+    DELIVER_CALLBACKS,
+    HOUSEKEEPING,
+    RUN_JOB,
+    CeleryDispatcher,
+    celery_app,
+)
 from workers.runtime import Runtime, build_runtime
 
 
@@ -33,16 +39,11 @@ def deliver_callbacks() -> int:
     return deliver_due(session_factory=rt.session_factory, settings=rt.settings)
 
 
-@celery_app.task(name=REAP)
-def reap() -> int:
-    from app.audit.service import seal
-    from app.core.db import session_scope
-    from app.idempotency.service import purge_expired
-    from app.jobs.service import reap as reap_jobs
+@celery_app.task(name=HOUSEKEEPING)
+def housekeeping() -> int:
+    """The beat task: the same housekeeping as the embedded worker's tick."""
+    from app.housekeeping import housekeeping as run
 
     rt = runtime()
-    with session_scope(rt.session_factory, rt.dispatcher) as s:
-        purge_expired(session=s)
-        reaped = reap_jobs(session=s, settings=rt.settings)
-        seal(session=s, wait=False)  # events of workers, even with no API process running
-        return len(reaped)
+    done = run(session_factory=rt.session_factory, dispatcher=rt.dispatcher, settings=rt.settings)
+    return done.redispatched

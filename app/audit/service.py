@@ -24,7 +24,7 @@ from sqlalchemy import FromClause, Insert, Table, bindparam, delete, func, inser
 from sqlalchemy.orm import Session
 
 from app.audit.models import AuditEvent, AuditHead, AuditPending
-from app.core.background import Signal
+from app.core.after_commit import Signal
 from app.core.db import utcnow
 
 GENESIS = "0" * 64

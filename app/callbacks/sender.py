@@ -70,7 +70,7 @@ class _Result:
 def backoff_s(attempt: int, settings: Settings) -> float:
     """Delay after failed attempt n: base * 2**(n-1), capped, with equal jitter."""
     delay = min(
-        settings.callback_backoff_max_s, settings.callback_backoff_base_s * 2 ** (attempt - 1)
+        settings.callback_backoff_max_s, settings.callback_backoff_base_s * 2.0 ** (attempt - 1)
     )
     return delay / 2 + random.uniform(0, delay / 2)
 

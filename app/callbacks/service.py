@@ -4,8 +4,9 @@
 cancel, the scheduler, claim, publish, a failed attempt); `model_event` where a version is
 published or an alias moves. Each writes one `CallbackDelivery` per target, in the
 caller's transaction, so a status change and its callbacks commit (or vanish) together.
-After the commit the sender is woken (the dispatcher's `deliver_callbacks`, if it has
-one); the periodic tick delivers whatever is due in any case, so nothing depends on that.
+After the commit the sender is woken (`CALLBACKS_QUEUED`: the dispatcher's
+`deliver_callbacks`); housekeeping delivers whatever is due in any case, so nothing
+depends on that.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import String, cast, event, select
+from sqlalchemy import String, cast, select
 from sqlalchemy.orm import Session
 
 from app.audit import service as audit
@@ -30,6 +31,7 @@ from app.callbacks.models import (
     ModelWebhook,
 )
 from app.callbacks.schemas import WebhookCreate
+from app.core.after_commit import Dispatcher, Signal
 from app.core.config import Settings
 from app.core.db import utcnow
 from app.core.errors import NotFound
@@ -44,7 +46,14 @@ REQUEST_STATUS_CHANGED = "request.status_changed"
 VERSION_PUBLISHED = "version.published"
 ALIAS_MOVED = "alias.moved"
 MODEL_EVENTS = (VERSION_PUBLISHED, ALIAS_MOVED)
-_WAKE = "lethe_callbacks"
+
+
+def _wake_sender(dispatcher: Dispatcher, _: Sequence[object]) -> None:
+    dispatcher.deliver_callbacks()
+
+
+CALLBACKS_QUEUED = Signal("callbacks_queued", send=_wake_sender)
+"""Noted by a transaction that queued deliveries: its commit wakes the sender."""
 
 
 def _dumps(payload: dict[str, Any]) -> str:
@@ -81,7 +90,7 @@ def _add(session: Session, **values: Any) -> CallbackDelivery:
         **values,
     )
     session.add(delivery)
-    session.info[_WAKE] = True
+    CALLBACKS_QUEUED.note(session)
     return delivery
 
 
@@ -156,24 +165,6 @@ def model_event(
         for hook in hooks
         if type in hook.events
     ]
-
-
-@event.listens_for(Session, "after_commit")
-def _wake_sender(session: Session) -> None:
-    if not session.info.pop(_WAKE, False):
-        return
-    wake = getattr(session.info.get("lethe_dispatcher"), "deliver_callbacks", None)
-    if wake is None:
-        return
-    try:
-        wake()
-    except Exception:  # the periodic tick delivers anyway; never fail a commit here
-        log.exception("waking the callback sender failed")
-
-
-@event.listens_for(Session, "after_rollback")
-def _drop_wake(session: Session) -> None:
-    session.info.pop(_WAKE, None)
 
 
 # --- model webhooks ---------------------------------------------------------------------

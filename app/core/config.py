@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import AliasChoices, Field, SecretStr, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 DEV_SECRET = "lethe-development-secret-do-not-use-in-production"
@@ -68,7 +68,19 @@ class Settings(BaseSettings):
     job_time_limit_s: int = Field(3600, ge=10)
     heartbeat_interval_s: float = Field(5.0, gt=0)
     heartbeat_timeout_s: float = Field(60.0, gt=0)
-    reaper_interval_s: float = Field(10.0, gt=0)
+    housekeeping_interval_s: float = Field(
+        10.0,
+        gt=0,
+        validation_alias=AliasChoices(
+            "housekeeping_interval_s",
+            "LETHE_HOUSEKEEPING_INTERVAL_S",
+            "reaper_interval_s",  # the old name, still accepted
+            "LETHE_REAPER_INTERVAL_S",
+        ),
+    )
+    """How often housekeeping runs (`app.housekeeping`: reap stale jobs, schedule waiting
+    requests, seal audit events, purge idempotency keys, deliver due callbacks), on
+    Celery beat or the embedded worker's tick. `LETHE_REAPER_INTERVAL_S` is an alias."""
     audit_seal_interval_s: float = Field(1.0, gt=0)
     """Each API process seals pending audit events after every commit that stored some,
     and at least this often (events written by workers and the CLI)."""

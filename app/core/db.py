@@ -1,8 +1,9 @@
 """Database engine, sessions and the declarative base.
 
 Sessions never commit inside services: the request dependency (or the worker
-pipeline) owns the transaction. Job ids to hand to the dispatcher are collected
-on the session and sent only after a successful commit.
+pipeline) owns the transaction. What must follow a commit (jobs to dispatch, callbacks
+to send, audit events to seal) is noted on the session and acted on only after a
+successful commit (`app.core.after_commit`).
 """
 
 from __future__ import annotations
@@ -10,12 +11,14 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
-from typing import Any, Protocol
+from typing import Any
 
 from sqlalchemy import JSON, DateTime, Engine, MetaData, create_engine, event
 from sqlalchemy.engine import make_url
 from sqlalchemy.orm import DeclarativeBase, Session, sessionmaker
 from sqlalchemy.types import TypeDecorator
+
+from app.core.after_commit import DISPATCHER, Dispatcher
 
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
@@ -91,41 +94,10 @@ def make_session_factory(engine: Engine) -> sessionmaker[Session]:
     return sessionmaker(engine, expire_on_commit=False)
 
 
-class Dispatcher(Protocol):
-    """Hands a committed job id to whatever runs jobs (Celery or the embedded worker)."""
-
-    def dispatch(self, job_id: str) -> None: ...
-
-
-def dispatch_after_commit(session: Session, job_id: str) -> None:
-    """Queue a job id to be dispatched once the session's transaction has committed."""
-    session.info.setdefault("lethe_dispatch", []).append(job_id)
-
-
-@event.listens_for(Session, "after_commit")
-def _send_dispatches(session: Session) -> None:
-    pending: list[str] = session.info.pop("lethe_dispatch", [])
-    dispatcher: Dispatcher | None = session.info.get("lethe_dispatcher")
-    if dispatcher is None:
-        return
-    for job_id in pending:
-        try:
-            dispatcher.dispatch(job_id)
-        except Exception:  # the reaper re-dispatches queued jobs; never fail a commit here
-            import logging
-
-            logging.getLogger("lethe.dispatch").exception("dispatch of job %s failed", job_id)
-
-
-@event.listens_for(Session, "after_rollback")
-def _drop_dispatches(session: Session) -> None:
-    session.info.pop("lethe_dispatch", None)
-
-
 def open_session(factory: sessionmaker[Session], dispatcher: Dispatcher | None) -> Session:
     """A new session whose committed job ids go to `dispatcher` (no I/O until first use)."""
     session = factory()
-    session.info["lethe_dispatcher"] = dispatcher
+    session.info[DISPATCHER] = dispatcher
     return session
 
 

@@ -1,21 +1,34 @@
 """Errors the service raises, rendered as RFC 9457 problem+json in one place.
 
-    LetheError (500)
-    ├── BadRequest (400)
-    ├── Unauthorized (401)
-    ├── Forbidden (403)
-    ├── NotFound (404)
-    ├── Conflict (409)
-    ├── PreconditionFailed (412)
-    ├── PayloadTooLarge (413)
-    ├── RangeNotSatisfiable (416)
-    ├── Unprocessable (422)
-    │   └── UnknownSamples (422, lists the ids)
-    │   (a value the database refuses, sqlalchemy's DataError, is answered 422 too)
-    └── ServiceUnavailable (503)
+Every problem type a client can see is a class here, with its `type` (under
+PROBLEM_BASE), status and title; nothing sets them on an instance:
 
-Every problem has a stable `type` URI under PROBLEM_BASE, a `title`, a `detail`
-that says what to fix, and optional extension members.
+    LetheError                 500 internal-error
+    ├── BadRequest             400 bad-request
+    ├── Unauthorized           401 unauthorized
+    ├── Forbidden              403 forbidden
+    ├── NotFound               404 not-found
+    ├── Conflict               409 conflict
+    │   └── IdempotencyKeyInUse    409 idempotency-key-in-use
+    ├── PreconditionFailed     412 precondition-failed
+    ├── PayloadTooLarge        413 payload-too-large
+    ├── RangeNotSatisfiable    416 range-not-satisfiable
+    ├── Unprocessable          422 unprocessable
+    │   ├── ValidationFailed       422 validation-error (`errors`: a pointer per field)
+    │   ├── InvalidValue           422 invalid-value (a value the database refused)
+    │   ├── UnknownSamples         422 unknown-samples (lists the ids)
+    │   ├── InvalidRegistration    422 invalid-registration
+    │   ├── InvalidCheckpointFile  422 invalid-checkpoint
+    │   ├── CheckpointMismatch     422 checkpoint-mismatch
+    │   ├── InvalidTrainingSet     422 invalid-training-set
+    │   └── IdempotencyKeyReused   422 idempotency-key-reused
+    ├── ServiceUnavailable     503 service-unavailable
+    └── HttpError              the framework's own 4xx (unknown route 404 not-found,
+                               405 method-not-allowed, else http-error)
+
+OpenDSR routes render the same errors in the OpenDSR error shape (`app.opendsr.router`).
+Each problem has a `title`, a `detail` that says what to fix, and optional extension
+members.
 """
 
 from __future__ import annotations
@@ -101,8 +114,53 @@ class UnknownSamples(Unprocessable):
     type, title = "unknown-samples", "Unknown sample ids"
 
 
+class ValidationFailed(Unprocessable):
+    type, title = "validation-error", "Validation failed"
+
+
+class InvalidValue(Unprocessable):
+    type = "invalid-value"
+
+
+class InvalidRegistration(Unprocessable):
+    type = "invalid-registration"
+
+
+class InvalidCheckpointFile(Unprocessable):
+    type = "invalid-checkpoint"
+
+
+class CheckpointMismatch(Unprocessable):
+    type, title = "checkpoint-mismatch", "Checkpoint does not match the architecture"
+
+
+class InvalidTrainingSet(Unprocessable):
+    type, title = "invalid-training-set", "Invalid training set"
+
+
+class IdempotencyKeyInUse(Conflict):
+    type, title = "idempotency-key-in-use", "Request in progress"
+
+
+class IdempotencyKeyReused(Unprocessable):
+    type, title = "idempotency-key-reused", "Idempotency key reused"
+
+
 class ServiceUnavailable(LetheError):
     status, type, title = 503, "service-unavailable", "Service temporarily unavailable"
+
+
+class HttpError(LetheError):
+    """An error of the framework itself (no route, wrong method, ...), with its status;
+    its title is the framework's phrase."""
+
+    _TYPES = {400: "bad-request", 404: "not-found", 405: "method-not-allowed"}
+
+    def __init__(self, status: int, detail: str, *, headers: dict[str, str] | None = None):
+        super().__init__(detail, headers=headers)
+        self.status = status
+        self.type = self._TYPES.get(status, "http-error")
+        self.title = detail
 
 
 def problem_response(err: LetheError, request: Request) -> JSONResponse:
@@ -129,11 +187,9 @@ def install_error_handlers(app: FastAPI) -> None:
             {"pointer": _pointer(tuple(e.get("loc", ()))), "detail": e.get("msg", "invalid")}
             for e in exc.errors()
         ]
-        err = Unprocessable(
+        err = ValidationFailed(
             "the request is invalid: see `errors` for each field to fix", errors=errors
         )
-        err.type = "validation-error"
-        err.title = "Validation failed"
         return problem_response(err, request)
 
     @app.exception_handler(StarletteHTTPException)
@@ -143,12 +199,7 @@ def install_error_handlers(app: FastAPI) -> None:
                 BadRequest("the request body could not be decoded: send UTF-8 encoded JSON"),
                 request,
             )
-        err = LetheError(str(exc.detail), headers=dict(exc.headers or {}))
-        err.status = exc.status_code
-        err.type = {400: "bad-request", 404: "not-found", 405: "method-not-allowed"}.get(
-            exc.status_code, "http-error"
-        )
-        err.title = str(exc.detail)
+        err = HttpError(exc.status_code, str(exc.detail), headers=dict(exc.headers or {}))
         return problem_response(err, request)
 
     @app.exception_handler(DataError)
@@ -156,11 +207,10 @@ def install_error_handlers(app: FastAPI) -> None:
         # The transaction was rolled back: a value from the request (text with a NUL
         # character, a number beyond the column's range) reached the database, which refused it.
         log.warning("database refused a value: %s", str(exc.orig).splitlines()[0])
-        err = Unprocessable(
+        err = InvalidValue(
             "a value in the request cannot be stored or looked up: text must not contain NUL "
             "(\\u0000) characters and numbers must be in range; nothing was changed"
         )
-        err.type = "invalid-value"
         return problem_response(err, request)
 
     @app.exception_handler(OperationalError)

@@ -15,7 +15,7 @@ from typing import Any
 
 from starlette.types import ASGIApp, Receive, Scope, Send
 
-from app.core.errors import Unprocessable
+from app.core.errors import Unprocessable, ValidationFailed
 from app.observability.middleware import read_body, replaying, send_problem
 
 MAX_DEPTH = 64
@@ -64,16 +64,14 @@ def problem(body: bytes) -> Unprocessable | None:
         if _depth(value) <= MAX_DEPTH:
             return None
         detail = f"the JSON body is nested too deeply; at most {MAX_DEPTH} levels are accepted"
-    err = Unprocessable(detail, errors=[{"pointer": "/body", "detail": detail}])
-    err.type, err.title = "validation-error", "Validation failed"
-    return err
+    return ValidationFailed(detail, errors=[{"pointer": "/body", "detail": detail}])
 
 
 def _is_json(scope: Scope) -> bool:
     for key, value in scope.get("headers", ()):
         if key.lower() == b"content-type":
             media = value.split(b";")[0].strip().lower()
-            return media == b"application/json" or media.endswith(b"+json")
+            return bool(media == b"application/json" or media.endswith(b"+json"))
     return False
 
 

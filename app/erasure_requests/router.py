@@ -9,7 +9,7 @@ from fastapi import APIRouter, Depends, Query, Response, status
 
 from app.auth.service import Client
 from app.core.deps import SessionDep, SettingsDep, require
-from app.erasure_requests import service
+from app.erasure_requests import lifecycle, service
 from app.erasure_requests.models import RequestStatus
 from app.erasure_requests.schemas import (
     ErasureRequestCreate,
@@ -100,7 +100,7 @@ def list_requests(
 def cancel_request(request_id: UUID, session: SessionDep, client: Writer) -> ErasureRequestRead:
     """Cancel a request that no job has started on."""
     req = service.get_request(session=session, request_id=str(request_id), client=client)
-    return service.to_read(session, service.cancel(session=session, req=req, client=client))
+    return service.to_read(session, lifecycle.cancel(session=session, req=req, client=client))
 
 
 @router.post("/{request_id}/extend", response_model=ErasureRequestRead)
@@ -109,7 +109,7 @@ def extend_request(
 ) -> ErasureRequestRead:
     """Extend the deadline once by one or two months (Art. 12(3)); audited with the reason."""
     req = service.get_request(session=session, request_id=str(request_id), client=client)
-    req = service.extend(
+    req = lifecycle.extend(
         session=session, req=req, months=body.months, reason=body.reason, client=client
     )
     return service.to_read(session, req)
@@ -121,7 +121,7 @@ def deny_request(
 ) -> ErasureRequestRead:
     """Refuse an open request on an Art. 17(3) ground (or Art. 12(5)); audited."""
     req = service.get_request(session=session, request_id=str(request_id), client=client)
-    req = service.deny(
+    req = lifecycle.deny(
         session=session, req=req, ground=body.ground, reason=body.reason, client=client
     )
     return service.to_read(session, req)

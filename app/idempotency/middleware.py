@@ -10,7 +10,7 @@ from anyio import to_thread
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from app.auth.service import authenticate
-from app.core.errors import BadRequest, Conflict, Unprocessable
+from app.core.errors import BadRequest, IdempotencyKeyInUse, IdempotencyKeyReused
 from app.idempotency import service
 from app.observability.middleware import header, read_body, replaying, send_problem
 
@@ -69,21 +69,19 @@ class IdempotencyMiddleware:
             )
         )
         if outcome.kind == "mismatch":
-            reused = Unprocessable(
+            reused = IdempotencyKeyReused(
                 "this Idempotency-Key was already used for a different request; "
                 "use a new key for a new request",
                 idempotency_key=key,
             )
-            reused.type, reused.title = "idempotency-key-reused", "Idempotency key reused"
             await send_problem(send, reused, path, [])
             return
         if outcome.kind == "in_progress":
-            err = Conflict(
+            err = IdempotencyKeyInUse(
                 "a request with this Idempotency-Key is still being processed; retry later",
                 headers={"Retry-After": "1"},
                 idempotency_key=key,
             )
-            err.type, err.title = "idempotency-key-in-use", "Request in progress"
             await send_problem(send, err, path, [])
             return
         if outcome.kind == "replay":

@@ -1,5 +1,5 @@
 """The scheduler of the API process: after a commit that stored requests, it makes sure
-their model has a job (`service.schedule_model`) in a transaction of its own, once for
+their model has a job (`scheduling.schedule_model`) in a transaction of its own, once for
 all the requests committed meanwhile, so submitting a request never waits on it. The
 periodic tick (embedded worker, Celery beat) schedules every model anyway."""
 
@@ -7,10 +7,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from app.core.background import BackgroundLoop
+from app.core.after_commit import BackgroundLoop, Dispatcher
 from app.core.config import Settings
-from app.core.db import Dispatcher, session_scope
-from app.jobs import service
+from app.core.db import session_scope
+from app.erasure_requests.storage import REQUESTS_STORED
+from app.jobs import scheduling
 
 
 def scheduler(session_factory: Any, dispatcher: Dispatcher, settings: Settings) -> BackgroundLoop:
@@ -19,8 +20,8 @@ def scheduler(session_factory: Any, dispatcher: Dispatcher, settings: Settings) 
             return
         with session_scope(session_factory, dispatcher) as s:
             for model_id in sorted(model_ids):
-                service.schedule_model(
+                scheduling.schedule_model(
                     session=s, model_id=model_id, settings=settings, stragglers=False
                 )
 
-    return BackgroundLoop("lethe-scheduler", service.REQUESTS_STORED, schedule, settle_s=0.05)
+    return BackgroundLoop("lethe-scheduler", REQUESTS_STORED, schedule, settle_s=0.05)

@@ -1,5 +1,5 @@
 """OpenDSR requests as native erasure requests: translate, then reuse
-`app.erasure_requests.service` (submit, get, cancel).
+`app.erasure_requests.service` (submit, get) and `lifecycle` (cancel).
 
 Which model a request erases from is not part of OpenDSR: it is read from
 `extensions[<processor domain>].model`, or, when left out, is the one model the API key
@@ -20,6 +20,7 @@ from app.callbacks import service as callbacks
 from app.callbacks import targets
 from app.core.config import Settings
 from app.core.errors import BadRequest, NotFound
+from app.erasure_requests import lifecycle
 from app.erasure_requests import service as requests_service
 from app.erasure_requests.models import ErasureRequest
 from app.erasure_requests.schemas import ErasureRequestCreate
@@ -135,7 +136,7 @@ def get_request(*, session: Session, subject_request_id: str, client: Client) ->
 
 
 def cancel(*, session: Session, req: ErasureRequest, client: Client) -> ErasureRequest:
-    return requests_service.cancel(session=session, req=req, client=client)
+    return lifecycle.cancel(session=session, req=req, client=client)
 
 
 def to_status(*, session: Session, req: ErasureRequest, settings: Settings) -> OpenDSRStatusRead:

@@ -24,7 +24,13 @@ from sqlalchemy.orm import Session
 
 from app.auth.service import Client
 from app.core.config import Settings
-from app.core.errors import Conflict, Forbidden, Unprocessable
+from app.core.errors import (
+    Conflict,
+    Forbidden,
+    InvalidCheckpointFile,
+    InvalidRegistration,
+    Unprocessable,
+)
 from app.registry import service
 from app.registry.models import Model
 from app.registry.training_set import MANIFEST_ARRAYS, TRAINING_SET_ARRAYS, read_npz, to_npz
@@ -48,10 +54,10 @@ class Upload:
     subject_identity_type: str = "user_id"
 
 
-def _invalid(detail: str, field: str, type_: str = "invalid-registration") -> Unprocessable:
-    err = Unprocessable(detail, errors=[{"pointer": f"/{field}", "detail": detail}])
-    err.type = type_
-    return err
+def _invalid(
+    detail: str, field: str, kind: type[Unprocessable] = InvalidRegistration
+) -> Unprocessable:
+    return kind(detail, errors=[{"pointer": f"/{field}", "detail": detail}])
 
 
 def _header(f: IO[bytes]) -> Any:
@@ -62,7 +68,7 @@ def _header(f: IO[bytes]) -> Any:
         f.seek(8)
         parsed = parse_header(f.read(n), total - 8 - n)
     except InvalidCheckpoint as exc:
-        raise _invalid(str(exc), "checkpoint", "invalid-checkpoint") from None
+        raise _invalid(str(exc), "checkpoint", InvalidCheckpointFile) from None
     f.seek(0)
     return parsed
 

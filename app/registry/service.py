@@ -13,7 +13,8 @@ from app.audit import service as audit
 from app.callbacks import service as callbacks
 from app.core.bulk import bulk_insert, existing
 from app.core.db import utcnow
-from app.core.errors import Conflict, NotFound, Unprocessable
+from app.core.errors import CheckpointMismatch, Conflict, NotFound, Unprocessable
+from app.registry import versions
 from app.registry.models import (
     Alias,
     AliasMove,
@@ -132,21 +133,19 @@ def register_model(
     session.add(model)
     session.flush()
     count = _insert_samples(session, model.id, samples)
-    session.add(
-        ModelVersion(
-            model_id=model.id,
-            number=1,
-            parent_number=None,
-            job_id=None,
-            method="registered",
-            params={},
-            metrics=metrics,
-            request_ids=[],
-            erased_count=0,
-            checkpoint_sha256=checkpoint_sha256,
-            checkpoint_size=checkpoint_size,
-            stored_bytes=stored_bytes,
-        )
+    versions.add_version(
+        session=session,
+        model_id=model.id,
+        number=1,
+        parent_number=None,
+        job_id=None,
+        method="registered",
+        params={},
+        metrics=metrics,
+        request_ids=[],
+        checkpoint_sha256=checkpoint_sha256,
+        checkpoint_size=checkpoint_size,
+        stored_bytes=stored_bytes,
     )
     move_alias(session=session, model=model, alias=PRODUCTION, number=1, actor=actor)
     audit.append(
@@ -277,7 +276,7 @@ def check_checkpoint(
         if expected[n] != got[n]
     ]
     if missing or unexpected or wrong:
-        err = Unprocessable(
+        raise CheckpointMismatch(
             f"the checkpoint does not match architecture {arch_id!r} with {num_classes} "
             f"classes: {len(missing)} missing, {len(unexpected)} unexpected and {len(wrong)} "
             "mismatched tensors",
@@ -285,8 +284,6 @@ def check_checkpoint(
             unexpected=unexpected[:50],
             mismatched=wrong[:50],
         )
-        err.type, err.title = "checkpoint-mismatch", "Checkpoint does not match the architecture"
-        raise err
 
 
 def _insert_samples(session: Session, model_id: int, samples: Iterable[SampleRow]) -> int:

@@ -18,7 +18,7 @@ from typing import IO, Any
 
 import numpy as np
 
-from app.core.errors import Unprocessable
+from app.core.errors import InvalidTrainingSet, Unprocessable
 from app.core.subjects import subject_ref
 from app.core.text import UNSAFE_ID_CHARS, UNSAFE_ID_RULE
 
@@ -42,9 +42,7 @@ class Manifest:
 
 
 def _fail(detail: str, field: str) -> Unprocessable:
-    err = Unprocessable(detail, errors=[{"pointer": f"/{field}", "detail": detail}])
-    err.type, err.title = "invalid-training-set", "Invalid training set"
-    return err
+    return InvalidTrainingSet(detail, errors=[{"pointer": f"/{field}", "detail": detail}])
 
 
 def read_npz(

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from tests.conftest import wait_until
-from tests.helpers import erasure_body, training_ids
+from tests.support.requests import erasure_body, training_ids
+from tests.support.services import wait_until
 
 
 def _sealed(rt: Any, subject: str) -> list[str]:
@@ -35,8 +35,13 @@ def test_the_running_service_seals_events_soon_after_the_commit(
     subject = f"request:{resp.json()['id']}"
     wait_until(lambda: _sealed(seeded, subject), timeout=5, what="the event to be sealed")
     assert _sealed(seeded, subject) == ["request.received"]
-    with session_scope(seeded.session_factory, None) as s:
-        assert audit.pending_count(session=s) == 0
+
+    def pending() -> int:
+        with session_scope(seeded.session_factory, None) as s:
+            return audit.pending_count(session=s)
+
+    # the scheduler's job.created follows the submit's commit; it is sealed after its own
+    wait_until(lambda: pending() == 0, timeout=5, what="every pending event to be sealed")
     metrics = api_client.get("/metrics").text
     assert "lethe_audit_pending_events 0.0" in metrics
 

@@ -16,8 +16,8 @@ from fastapi.routing import APIRoute
 from typer.testing import CliRunner
 
 from app.core.openapi import api_routes, scope_of
-from tests.conftest import create_key
-from tests.helpers import dispatched_job, erasure_body, training_ids
+from tests.support.requests import dispatched_job, erasure_body, training_ids
+from tests.support.service import create_key
 
 PUBLIC = {
     ("GET", "/healthz"),
@@ -125,10 +125,10 @@ def test_list_routes_show_only_the_keys_models(api_client: Any, seeded: Any) -> 
 
 def _cli(settings: Any, monkeypatch: pytest.MonkeyPatch, *args: str) -> Any:
     from app.core import config
-    from workers.cli import app
+    from lethe.cli.main import app
 
     monkeypatch.setattr(config, "get_settings", lambda: settings)
-    monkeypatch.setattr("workers.cli.get_settings", lambda: settings)
+    monkeypatch.setattr("lethe.cli.main.get_settings", lambda: settings)
     result = CliRunner().invoke(app, list(args))
     assert result.exit_code == 0, result.output
     return result

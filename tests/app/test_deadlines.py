@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from sqlalchemy import update
 
-from tests.helpers import erasure_body, training_ids
+from tests.support.requests import erasure_body, training_ids
 
 
 def at(y: int, m: int, d: int, h: int = 12) -> datetime:

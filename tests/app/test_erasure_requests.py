@@ -4,13 +4,12 @@ duplicates, cancel, list with cursors, deadlines, and the audit chain behind it.
 from __future__ import annotations
 
 import itertools
-import time
 from typing import Any
 
 from sqlalchemy import func, select
 
-from tests.conftest import create_key
-from tests.helpers import dispatched_job, erasure_body, training_ids
+from tests.support.requests import dispatched_job, erasure_body, submit, training_ids
+from tests.support.service import create_key
 
 
 def _count_requests(rt: Any) -> int:
@@ -91,22 +90,25 @@ def test_auth_is_required_and_scopes_are_enforced(api_client: Any, seeded: Any) 
 def test_submit_get_list_cancel(
     api_client: Any, seeded: Any, admin_headers: dict[str, str]
 ) -> None:
+    from app.core.db import session_scope
+    from app.jobs.models import Job
+
     ids = training_ids(seeded, limit=6)
     created = []
     for i in range(3):
-        resp = api_client.post(
-            "/v1/erasure-requests", json=erasure_body(ids[2 * i : 2 * i + 2]), headers=admin_headers
-        )
-        assert resp.status_code == 202, resp.text
-        created.append(resp.json())
+        accepted = submit(api_client, ids[2 * i : 2 * i + 2], admin_headers)
+        created.append(accepted)
     first = created[0]
     assert first["status"] == "queued" and first["sample_count"] == 2
     assert first["days_left"] in (28, 29, 30, 31)
     assert first["overdue"] is False
     # one job per model, made after the commit: all three wait for the same job
-    dispatched_job(api_client)
-    time.sleep(0.2)  # time enough for a second job, were one ever made
-    assert len(api_client.dispatched) == 1
+    job_id = dispatched_job(api_client)
+    # the model's job stays queued (nothing runs it), so no second job can be made: one job
+    # row, dispatched once
+    with session_scope(seeded.session_factory, None) as s:
+        assert list(s.scalars(select(Job.id))) == [job_id]
+    assert api_client.dispatched == [job_id]
 
     page1 = api_client.get("/v1/erasure-requests?limit=2", headers=admin_headers).json()
     assert [r["id"] for r in page1["items"]] == [c["id"] for c in created[:2]]
@@ -145,7 +147,7 @@ def test_duplicate_subject_request_id_returns_the_original(
 def test_subject_identities_find_samples_and_are_not_stored(
     api_client: Any, seeded: Any, admin_headers: dict[str, str]
 ) -> None:
-    from workers.demo import DEMO_DATASET, DEMO_PARAMS
+    from lethe.demo import DEMO_DATASET, DEMO_PARAMS
     from workers.pipeline import load_dataset
 
     ds = load_dataset(DEMO_DATASET, DEMO_PARAMS)

@@ -9,8 +9,8 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from tests.conftest import create_key
-from tests.helpers import erasure_body, training_ids
+from tests.support.requests import erasure_body, training_ids
+from tests.support.service import create_key
 
 
 def _count(rt: Any, table: Any) -> int:
@@ -179,8 +179,8 @@ def test_concurrent_duplicate_subject_request_id_answers_the_original(
     from app.erasure_requests import service
     from app.erasure_requests.models import ErasureRequest
     from app.erasure_requests.schemas import ErasureRequestCreate
-    from tests.conftest import make_settings
-    from workers.demo import seed_demo
+    from lethe.demo import seed_demo
+    from tests.support.service import make_settings
     from workers.runtime import build_runtime
 
     rt = build_runtime(make_settings(tmp_path, postgres_url))

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.helpers import dispatched_job, erasure_body, training_ids
+from tests.support.requests import dispatched_job, erasure_body, training_ids
 
 
 @pytest.fixture
@@ -154,7 +154,7 @@ def test_metrics(api_client: Any, seeded: Any, admin_headers: dict[str, str]) ->
 def test_job_durations_after_a_real_job(
     embedded_client: Any, seeded: Any, admin_headers: dict[str, str]
 ) -> None:
-    from tests.helpers import wait_for_status
+    from tests.support.requests import wait_for_status
 
     rid = embedded_client.post(
         "/v1/erasure-requests",

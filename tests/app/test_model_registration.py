@@ -13,12 +13,12 @@ import numpy as np
 import pytest
 from sqlalchemy import text
 
-from tests.conftest import create_key
-from tests.helpers import erasure_body, wait_for_status
+from tests.support.requests import erasure_body, wait_for_status
+from tests.support.service import create_key
 
 
 def digits_npz(subjects: bool = True) -> bytes:
-    from workers.demo import DEMO_DATASET, DEMO_PARAMS
+    from lethe.demo import DEMO_DATASET, DEMO_PARAMS
     from workers.pipeline import load_dataset
 
     ds = load_dataset(DEMO_DATASET, DEMO_PARAMS)
@@ -143,7 +143,7 @@ def test_uploaded_training_set_is_used_by_the_worker(
 
 
 def test_builtin_dataset_with_manifest(api_client: Any, seeded: Any, demo_artifacts: Any) -> None:
-    from workers.demo import DEMO_DATASET, DEMO_PARAMS
+    from lethe.demo import DEMO_DATASET, DEMO_PARAMS
     from workers.pipeline import load_dataset
 
     ds = load_dataset(DEMO_DATASET, DEMO_PARAMS)

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from tests.callbacks.callback_receiver import Receiver
-from tests.conftest import make_settings
+from tests.support.service import make_settings
 
 
 @pytest.fixture
@@ -21,7 +21,7 @@ def settings(tmp_path: Path, db_url: str) -> Any:
         callback_backoff_base_s=0.05,
         callback_backoff_max_s=0.2,
         callback_timeout_s=5.0,
-        reaper_interval_s=0.5,
+        housekeeping_interval_s=0.5,
     )
 
 

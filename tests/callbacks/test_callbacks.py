@@ -11,8 +11,9 @@ import pytest
 from sqlalchemy import func, select
 
 from tests.callbacks.callback_receiver import Received, Receiver
-from tests.conftest import create_key, wait_until
-from tests.helpers import erasure_body, training_ids, wait_for_status
+from tests.support.requests import erasure_body, submit, training_ids, wait_for_status
+from tests.support.service import create_key
+from tests.support.services import wait_until
 
 
 def _verified(received: list[Received], secret: str) -> list[dict[str, Any]]:
@@ -167,19 +168,14 @@ def test_a_model_webhook_fires_when_a_version_is_published(
         assert [h["id"] for h in listed["items"]] == [hook["id"]]
         assert "secret" not in listed["items"][0]
 
-        resp = embedded_client.post(
-            "/v1/erasure-requests",
-            json=erasure_body(training_ids(seeded, label=3)),
-            headers=admin_headers,
-        )
-        assert resp.status_code == 202, resp.text
-        wait_for_status(embedded_client, resp.json()["id"], admin_headers)
+        accepted = submit(embedded_client, training_ids(seeded, label=3), admin_headers)
+        wait_for_status(embedded_client, accepted["id"], admin_headers)
         wait_until(receiver.snapshot, timeout=30, what="the webhook")
         (event,) = _verified(receiver.snapshot(), hook["secret"])
         assert event["type"] == "version.published"
         assert event["data"]["model"] == "digits-cnn"
         assert event["data"]["version"] == 2 and event["data"]["parent"] == 1
-        assert event["data"]["request_ids"] == [resp.json()["id"]]
+        assert event["data"]["request_ids"] == [accepted["id"]]
         # alias.moved was not subscribed, so only the one event came
         history = embedded_client.get(
             f"/v1/models/digits-cnn/webhooks/{hook['id']}/deliveries", headers=reader

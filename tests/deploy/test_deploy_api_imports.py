@@ -38,9 +38,9 @@ class NotInstalled:
 
 sys.meta_path.insert(0, NotInstalled())
 
-import workers.cli
+import lethe.cli.main
 import workers.tasks
-from workers.asgi import build_app
+from lethe.asgi import build_app
 
 app = build_app()
 assert "/v1/erasure-requests" in app.openapi()["paths"]
@@ -51,7 +51,7 @@ print("ok")
 """
 
 
-def test_distributed_api_process_never_imports_torch(tmp_path: Path) -> None:
+def _env(tmp_path: Path) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LETHE_")}
     env.update(
         {
@@ -62,10 +62,39 @@ def test_distributed_api_process_never_imports_torch(tmp_path: Path) -> None:
             "LETHE_STORE_URL": (tmp_path / "store").as_uri(),
         }
     )
+    return env
+
+
+def test_distributed_api_process_never_imports_torch(tmp_path: Path) -> None:
     result = subprocess.run(
         [sys.executable, "-c", f"MISSING = {sorted(missing_in_api_image())!r}\n{PROBE}"],
         cwd=ROOT,
-        env=env,
+        env=_env(tmp_path),
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert result.stdout.strip().endswith("ok")
+
+
+WORKER_PROBE = """
+import sys
+import workers.tasks
+
+routers = sorted(m for m in sys.modules if m == "app.main" or m.endswith(".router"))
+assert not routers, routers
+print("ok")
+"""
+
+
+def test_a_celery_worker_imports_no_router(tmp_path: Path) -> None:
+    """The worker's task module loads the job pipeline and housekeeping, not the HTTP API."""
+    result = subprocess.run(
+        [sys.executable, "-c", WORKER_PROBE],
+        cwd=ROOT,
+        env=_env(tmp_path),
         capture_output=True,
         text=True,
         timeout=120,

@@ -20,15 +20,10 @@ import boto3
 import httpx
 import pytest
 
-from tests.conftest import (
-    WorkerProcess,
-    create_key,
-    free_port,
-    make_settings,
-    settings_env,
-    wait_until,
-)
-from tests.helpers import erasure_body, training_ids, wait_for_status
+from tests.support.processes import WorkerProcess, settings_env
+from tests.support.requests import submit, training_ids, wait_for_status
+from tests.support.service import create_key, make_settings
+from tests.support.services import free_port, wait_until
 
 ROOT = Path(__file__).resolve().parents[2]
 S3 = {"aws_access_key_id": "lethe-test", "aws_secret_access_key": "lethe-test-secret"}
@@ -55,13 +50,13 @@ def s3_server() -> Iterator[str]:
 
 
 class ApiProcess:
-    """`python -m workers.cli serve` (what the `lethe serve` entry point runs)."""
+    """`python -m lethe.cli serve` (what the `lethe serve` entry point runs)."""
 
     def __init__(self, settings: Any, log_path: Path):
         self.port = free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("LETHE_")}
         env.update(settings_env(settings))
-        cmd = [sys.executable, "-m", "workers.cli", "serve", "--host", "127.0.0.1"]
+        cmd = [sys.executable, "-m", "lethe.cli", "serve", "--host", "127.0.0.1"]
         cmd += ["--port", str(self.port)]
         self.log_path = log_path
         self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
@@ -99,7 +94,7 @@ class ApiProcess:
 def stack(
     postgres_url: str, redis_url: str, s3_server: str, tmp_path: Path, demo_artifacts: Any
 ) -> Iterator[Any]:
-    from workers.demo import seed_demo
+    from lethe.demo import seed_demo
     from workers.runtime import build_runtime
 
     settings = make_settings(
@@ -144,9 +139,8 @@ def test_a_request_over_http_completes_and_the_checkpoint_comes_from_s3(stack: A
         ready = client.get("/readyz")
         assert ready.json()["checks"] == {"database": "ok", "store": "ok", "broker": "ok"}
 
-        resp = client.post("/v1/erasure-requests", json=erasure_body(forget), headers=headers)
-        assert resp.status_code == 202, resp.text
-        done = wait_for_status(client, resp.json()["id"], headers, timeout=90)
+        accepted = submit(client, forget, headers)
+        done = wait_for_status(client, accepted["id"], headers, timeout=90)
         assert done["result_version"] == 2
 
         version = client.get("/v1/models/digits-cnn/versions/2", headers=headers).json()

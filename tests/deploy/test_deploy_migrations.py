@@ -6,16 +6,14 @@ leave nothing behind, including the append-only trigger and its function on audi
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
 from sqlalchemy import create_engine, text
-from sqlalchemy.engine import make_url
 
 from app.core.migrate import downgrade, upgrade
-from tests.conftest import POSTGRES_ADMIN_URL, require_service
+from tests.support.postgres import fresh_database
 
 pytestmark = pytest.mark.postgres
 
@@ -35,17 +33,8 @@ OBJECTS = {
 @pytest.fixture
 def empty_postgres() -> Iterator[str]:
     """A brand-new, empty database (not a clone of the migrated template)."""
-    admin = create_engine(POSTGRES_ADMIN_URL, isolation_level="AUTOCOMMIT")
-    require_service("PostgreSQL", lambda: admin.connect().close())
-    name = f"lethe_mig_{uuid.uuid4().hex[:12]}"
-    with admin.connect() as c:
-        c.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield make_url(POSTGRES_ADMIN_URL).set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as c:
-            c.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
-        admin.dispose()
+    with fresh_database(prefix="lethe_mig") as url:
+        yield url
 
 
 def schema(url: str) -> dict[str, set[str]]:

@@ -19,7 +19,8 @@ from typing import Any
 import httpx
 from sqlalchemy import select
 
-from tests.conftest import free_port, settings_env, wait_until
+from tests.support.processes import settings_env, stop_process_group
+from tests.support.services import free_port, wait_until
 
 FINAL = ("completed", "failed", "canceled", "denied")
 NO_GATE = {"policy_max_ta_drop": 100.0}  # these tests are about delivery, not quality
@@ -82,7 +83,7 @@ class ApiServer:
         self.log_path = log_path
         self._log = open(log_path, "wb")  # noqa: SIM115 - closed in stop()
         self.proc = subprocess.Popen(
-            [sys.executable, "-m", "workers.cli", "serve"],
+            [sys.executable, "-m", "lethe.cli", "serve"],
             env=env,
             stdout=self._log,
             stderr=subprocess.STDOUT,
@@ -99,13 +100,7 @@ class ApiServer:
         wait_until(healthy, timeout=60, interval=0.3, what="the API to serve /healthz")
 
     def stop(self) -> None:
-        if self.proc.poll() is None:
-            os.killpg(self.proc.pid, signal.SIGTERM)
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                os.killpg(self.proc.pid, signal.SIGKILL)
-                self.proc.wait(timeout=10)
+        stop_process_group(self.proc)
         self._log.close()
 
 

@@ -14,9 +14,10 @@ from typing import Any
 
 import httpx
 
-from tests.conftest import create_key, make_settings, settings_env
 from tests.faults.fault_checks import NO_GATE, ApiServer, assert_recovered
-from tests.helpers import erasure_body, training_ids, wait_for_status
+from tests.support.processes import settings_env
+from tests.support.requests import erasure_body, training_ids, wait_for_status
+from tests.support.service import create_key, make_settings
 
 CHECKPOINT = "/v1/models/digits-cnn/versions/{}/checkpoint"
 
@@ -25,7 +26,7 @@ def store_verify(settings: Any) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("LETHE_")}
     env.update(settings_env(settings))
     return subprocess.run(
-        [sys.executable, "-m", "workers.cli", "store", "verify"],
+        [sys.executable, "-m", "lethe.cli", "store", "verify"],
         env=env,
         capture_output=True,
         text=True,
@@ -49,7 +50,7 @@ def fetch(client: httpx.Client, path: str, **headers: str) -> tuple[int, dict, b
 def test_corrupt_blob_is_never_served_and_verify_reports_it(
     postgres_url: str, tmp_path: Path, demo_artifacts: Any
 ) -> None:
-    from workers.demo import seed_demo
+    from lethe.demo import seed_demo
     from workers.runtime import build_runtime
 
     settings = make_settings(tmp_path, postgres_url, **NO_GATE)

@@ -12,9 +12,10 @@ import os
 import signal
 from typing import Any
 
-from tests.conftest import create_key, wait_until
 from tests.faults.fault_checks import NO_GATE, assert_recovered, audit_events, jobs
-from tests.helpers import erasure_body, training_ids, wait_for_status
+from tests.support.requests import erasure_body, training_ids, wait_for_status
+from tests.support.service import create_key
+from tests.support.services import wait_until
 
 
 def job_row(rt: Any, job_id: str) -> Any:

@@ -20,9 +20,10 @@ import httpx
 from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
 
-from tests.conftest import POSTGRES_ADMIN_URL, create_key, make_settings, wait_until
 from tests.faults.fault_checks import NO_GATE, ApiServer, assert_recovered, wait_final
-from tests.helpers import erasure_body, recording_app, training_ids
+from tests.support.requests import erasure_body, recording_app, training_ids
+from tests.support.service import create_key, make_settings
+from tests.support.services import POSTGRES_ADMIN_URL, wait_until
 
 CLIENTS = 6
 DROPS = 4
@@ -50,7 +51,7 @@ def _terminate_backends(database: str, pid: int | None = None) -> int:
 def test_postgres_connections_dropped_under_load(
     postgres_url: str, tmp_path: Path, demo_artifacts: Any
 ) -> None:
-    from workers.demo import seed_demo
+    from lethe.demo import seed_demo
     from workers.runtime import build_runtime
 
     settings = make_settings(tmp_path, postgres_url, **NO_GATE)
@@ -144,7 +145,7 @@ def test_connection_dropped_at_commit_answers_503_and_changes_nothing(
     from sqlalchemy import event
     from sqlalchemy.orm import Session
 
-    from workers.demo import seed_demo
+    from lethe.demo import seed_demo
     from workers.runtime import build_runtime
 
     rt = build_runtime(make_settings(tmp_path, postgres_url))

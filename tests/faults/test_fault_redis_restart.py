@@ -11,9 +11,10 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import create_key, wait_until
 from tests.faults.fault_checks import NO_GATE, RedisServer, assert_recovered, wait_final
-from tests.helpers import erasure_body, training_ids
+from tests.support.requests import submit, training_ids
+from tests.support.service import create_key
+from tests.support.services import wait_until
 
 
 def test_redis_restarted_mid_job_loses_messages_but_no_request(
@@ -30,11 +31,8 @@ def test_redis_restarted_mid_job_loses_messages_but_no_request(
         with distributed.client() as client:
 
             def post(model: str) -> str:
-                resp = client.post(
-                    "/v1/erasure-requests", json=erasure_body(ids, model=model), headers=headers
-                )
-                assert resp.status_code == 202, resp.text
-                return str(resp.json()["id"])
+                accepted = submit(client, ids, headers, model=model)
+                return str(accepted["id"])
 
             first = post("digits-cnn")
 

@@ -13,9 +13,9 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from tests.conftest import create_key, make_settings
 from tests.faults.fault_checks import NO_GATE, assert_recovered, audit_events, jobs
-from tests.helpers import erasure_body, training_ids, wait_for_status
+from tests.support.requests import submit, training_ids, wait_for_status
+from tests.support.service import create_key, make_settings
 
 
 class FailingBackend:
@@ -46,7 +46,7 @@ class FailingBackend:
 def embedded_on_postgres(postgres_url: str, tmp_path: Path, demo_artifacts: Any) -> Iterator[Any]:
     """The demo model seeded on PostgreSQL; the test swaps the store's backend before it
     starts the API and its embedded worker on this runtime."""
-    from workers.demo import seed_demo
+    from lethe.demo import seed_demo
     from workers.runtime import build_runtime
 
     rt = build_runtime(make_settings(tmp_path, postgres_url, **NO_GATE))
@@ -80,13 +80,8 @@ def test_store_write_fails_once_job_retries_and_publishes_once(
     worker.start()
     try:
         with TestClient(app) as client:
-            resp = client.post(
-                "/v1/erasure-requests",
-                json=erasure_body(training_ids(rt, limit=3)),
-                headers=headers,
-            )
-            assert resp.status_code == 202, resp.text
-            request_id = resp.json()["id"]
+            accepted = submit(client, training_ids(rt, limit=3), headers)
+            request_id = accepted["id"]
             done = wait_for_status(client, request_id, headers, timeout=90)
     finally:
         worker.stop()

@@ -19,8 +19,8 @@ from fastapi.testclient import TestClient
 
 from app.core.openapi import scope_of
 from tests.app.test_auth_matrix import BODIES, PUBLIC, _fill, _operations
-from tests.conftest import create_key
-from tests.helpers import dispatched_job, erasure_body, recording_app, training_ids
+from tests.support.requests import dispatched_job, erasure_body, recording_app, training_ids
+from tests.support.service import create_key
 
 HOOK = {"url": "http://127.0.0.1:9/hook", "events": ["version.published"]}
 

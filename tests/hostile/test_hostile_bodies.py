@@ -32,7 +32,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from tests.helpers import dispatched_job, erasure_body, training_ids
+from tests.support.requests import dispatched_job, erasure_body, training_ids
 
 TABLES = ("erasure_requests", "erasure_request_samples")
 AUDIT = ("audit_events", "audit_pending")  # an event is in one or the other

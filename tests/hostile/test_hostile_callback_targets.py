@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import make_settings
+from tests.support.service import make_settings
 
 ALLOWED = "127.0.0.1,10.1.0.0/16"
 

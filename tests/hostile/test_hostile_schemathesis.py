@@ -49,8 +49,8 @@ from schemathesis.specs.openapi.checks import (
     unsupported_method,
 )
 
-from tests.conftest import create_key, make_settings
-from tests.helpers import erasure_body, recording_app, training_ids
+from tests.support.requests import erasure_body, recording_app, training_ids
+from tests.support.service import create_key, make_settings
 
 pytestmark = pytest.mark.postgres
 
@@ -84,7 +84,7 @@ class Target:
 @pytest.fixture
 def target(postgres_url: str, tmp_path: Path, demo_artifacts: Any) -> Iterator[Target]:
     """The API on PostgreSQL with the demo model, one stored request, and an admin key."""
-    from workers.demo import seed_demo
+    from lethe.demo import seed_demo
     from workers.runtime import build_runtime
 
     rt = build_runtime(make_settings(tmp_path, postgres_url))

@@ -7,7 +7,6 @@ fresh bucket per test.
 from __future__ import annotations
 
 import logging
-import socket
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -19,12 +18,7 @@ import pytest
 from models_store import ModelStore
 from models_store.backends import FilesystemBackend, S3Backend
 from tests.models_store.store_harness import CREDENTIALS, REGION, Harness, MiB
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.support.services import free_port
 
 
 @pytest.fixture(scope="session")
@@ -32,7 +26,7 @@ def s3_endpoint() -> Iterator[str]:
     from moto.server import ThreadedMotoServer
 
     logging.getLogger("werkzeug").setLevel(logging.WARNING)  # one line per request otherwise
-    port = _free_port()
+    port = free_port()
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=port, verbose=False)
     server.start()
     try:

@@ -7,11 +7,11 @@ from typing import Any
 
 import pytest
 
-from tests.conftest import make_settings
+from tests.support.service import make_settings
 
 
 @pytest.fixture
 def settings(tmp_path: Path, db_url: str) -> Any:
     return make_settings(
-        tmp_path, db_url, callback_allowed_hosts="127.0.0.1", reaper_interval_s=0.5
+        tmp_path, db_url, callback_allowed_hosts="127.0.0.1", housekeeping_interval_s=0.5
     )

@@ -13,8 +13,8 @@ import httpx
 from sqlalchemy import func, select
 
 from tests.callbacks.callback_receiver import Receiver
-from tests.conftest import wait_until
-from tests.helpers import training_ids
+from tests.support.requests import training_ids
+from tests.support.services import wait_until
 
 DOMAIN = "localhost"  # the default LETHE_OPENDSR_PROCESSOR_DOMAIN
 

@@ -9,7 +9,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from tests.helpers import erasure_body
+from tests.support.requests import erasure_body
 
 
 def submit_concurrently(

@@ -4,8 +4,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.conftest import create_key
-from tests.helpers import download, erasure_body, sha256, training_ids, wait_for_status
+from tests.support.checkpoints import sha256
+from tests.support.requests import download, submit, training_ids, wait_for_status
+from tests.support.service import create_key
 
 
 def test_request_completes_through_a_celery_worker(distributed: Any) -> None:
@@ -13,9 +14,8 @@ def test_request_completes_through_a_celery_worker(distributed: Any) -> None:
     headers = {"X-API-Key": create_key(distributed.runtime, ["admin"])}
     forget = training_ids(distributed.runtime, label=5)
     with distributed.client() as client:
-        resp = client.post("/v1/erasure-requests", json=erasure_body(forget), headers=headers)
-        assert resp.status_code == 202, resp.text
-        done = wait_for_status(client, resp.json()["id"], headers, timeout=120)
+        accepted = submit(client, forget, headers)
+        done = wait_for_status(client, accepted["id"], headers, timeout=120)
         assert done["result_version"] == 2
         version = client.get("/v1/models/digits-cnn/versions/2", headers=headers).json()
         assert version["erased_sample_ids"] == sorted(forget)

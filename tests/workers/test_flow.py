@@ -6,15 +6,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from tests.helpers import (
-    accuracy_and_confidence,
-    download,
-    erasure_body,
-    load_model,
-    sha256,
-    training_ids,
-    wait_for_status,
-)
+from tests.support.checkpoints import accuracy_and_confidence, load_model, sha256
+from tests.support.requests import download, erasure_body, submit, training_ids, wait_for_status
 
 
 def test_class_erasure_completes_and_the_model_forgets(
@@ -66,11 +59,8 @@ def test_sample_erasure_completes_and_confidence_drops(
     embedded_client: Any, seeded: Any, admin_headers: dict[str, str]
 ) -> None:
     forget = training_ids(seeded)[::50][:20]
-    resp = embedded_client.post(
-        "/v1/erasure-requests", json=erasure_body(forget), headers=admin_headers
-    )
-    assert resp.status_code == 202, resp.text
-    done = wait_for_status(embedded_client, resp.json()["id"], admin_headers)
+    accepted = submit(embedded_client, forget, admin_headers)
+    done = wait_for_status(embedded_client, accepted["id"], admin_headers)
     version = embedded_client.get(
         f"/v1/models/digits-cnn/versions/{done['result_version']}", headers=admin_headers
     ).json()

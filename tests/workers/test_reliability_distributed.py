@@ -10,8 +10,9 @@ from typing import Any
 
 from sqlalchemy import select
 
-from tests.conftest import create_key, wait_until
-from tests.helpers import erasure_body, training_ids, wait_for_status
+from tests.support.requests import erasure_body, training_ids, wait_for_status
+from tests.support.service import create_key
+from tests.support.services import wait_until
 from tests.workers.reliability_checks import assert_single_chain, submit_concurrently
 
 NO_GATE = {"policy_max_ta_drop": 100.0}  # these tests are about delivery, not quality

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.helpers import erasure_body, training_ids, wait_for_status
+from tests.support.requests import erasure_body, training_ids, wait_for_status
 from tests.workers.reliability_checks import assert_single_chain, submit_concurrently
 
 pytestmark = pytest.mark.usefixtures("seeded")

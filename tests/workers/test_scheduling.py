@@ -10,14 +10,8 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 
-from tests.helpers import (
-    accuracy_and_confidence,
-    download,
-    erasure_body,
-    load_model,
-    training_ids,
-    wait_for_status,
-)
+from tests.support.checkpoints import accuracy_and_confidence, load_model
+from tests.support.requests import download, erasure_body, training_ids, wait_for_status
 
 
 @pytest.mark.overrides(batch_window_s=3.0, policy_max_ta_drop=100.0)
@@ -79,7 +73,8 @@ def test_a_redelivered_job_publishes_nothing_the_second_time(
     embedded_client: Any, seeded: Any, admin_headers: dict[str, str]
 ) -> None:
     from app.core.db import session_scope
-    from app.jobs import service as jobs
+    from app.jobs import flows
+    from app.jobs.attempt import Claim
     from app.registry.models import ModelVersion
     from workers.pipeline import run_job
 
@@ -93,7 +88,7 @@ def test_a_redelivered_job_publishes_nothing_the_second_time(
 
     with session_scope(seeded.session_factory, None) as s:
         version = s.scalar(select(ModelVersion).where(ModelVersion.number == 2))
-        claim = jobs.Claim(
+        claim = Claim(
             job_id=done["job_id"],
             attempt=1,
             model_id=version.model_id,
@@ -109,8 +104,8 @@ def test_a_redelivered_job_publishes_nothing_the_second_time(
             new_sample_ids=[],
             erased_sample_ids=[],
         )
-        outcome = jobs.Outcome("lau", {}, {}, "0" * 64, 1, 1)
-        again = jobs.publish(
+        outcome = flows.Outcome("lau", {}, {}, "0" * 64, 1, 1)
+        again = flows.publish(
             session=s, claim=claim, outcome=outcome, settings=seeded.settings, worker="test"
         )
         assert again is not None and again.id == version.id
@@ -134,3 +129,17 @@ def test_celery_is_configured_for_long_gpu_jobs() -> None:
     assert conf.task_time_limit < conf.broker_transport_options["visibility_timeout"] == 3600
     with pytest.raises(ValueError, match="VISIBILITY_TIMEOUT"):
         Settings(job_time_limit_s=3600, visibility_timeout_s=3600)
+
+
+def test_beat_runs_one_housekeeping_task_at_its_interval(monkeypatch: pytest.MonkeyPatch) -> None:
+    from app.core.config import Settings
+    from workers.celery_app import HOUSEKEEPING, make_celery
+
+    conf = make_celery(Settings(housekeeping_interval_s=7)).conf
+    assert [(e["task"], e["schedule"]) for e in conf.beat_schedule.values()] == [(HOUSEKEEPING, 7)]
+    # the setting's old name still works, in the environment and as a keyword
+    monkeypatch.setenv("LETHE_REAPER_INTERVAL_S", "3")
+    assert Settings().housekeeping_interval_s == 3
+    assert Settings(reaper_interval_s=2).housekeeping_interval_s == 2
+    monkeypatch.setenv("LETHE_HOUSEKEEPING_INTERVAL_S", "5")
+    assert Settings().housekeeping_interval_s == 5

@@ -10,7 +10,7 @@ import typer
 
 from app.core.config import get_settings
 from app.observability.logging import configure_logging
-from workers import client_cli
+from lethe.cli import client as client_cli
 
 app = typer.Typer(
     help="Lethe: GDPR erasure for trained PyTorch classifiers.",
@@ -49,7 +49,7 @@ def migrate() -> None:
 @app.command("seed-demo")
 def seed_demo() -> None:
     """Train and register the demo model `digits-cnn` unless it exists."""
-    from workers.demo import seed_demo as seed
+    from lethe.demo import seed_demo as seed
     from workers.runtime import build_runtime
 
     _logging()
@@ -136,7 +136,7 @@ def serve(
         raise typer.BadParameter("the embedded default runs one process; set LETHE_BROKER_URL")
     _logging()
     uvicorn.run(
-        "workers.asgi:build_app",
+        "lethe.asgi:build_app",
         factory=True,
         host=host or settings.host,
         port=port or settings.port,
@@ -179,8 +179,8 @@ def worker(
     if settings.embedded:
         raise typer.BadParameter("set LETHE_BROKER_URL (e.g. redis://localhost:6379/0) first")
     from app.core.db import make_engine, make_session_factory
+    from lethe.specs import publish_specs
     from workers.celery_app import celery_app
-    from workers.specs import publish_specs
 
     # The API checks uploaded checkpoints against the architectures this engine knows.
     publish_specs(make_session_factory(make_engine(settings.resolved_database_url)))
@@ -205,7 +205,7 @@ def worker(
 
 @app.command()
 def beat() -> None:
-    """Run Celery beat: the periodic reaper and scheduler."""
+    """Run Celery beat: periodic housekeeping (reap, schedule, seal, purge, callbacks)."""
     from workers.celery_app import celery_app
 
     celery_app.start(["beat", "--loglevel", "INFO"])
@@ -216,7 +216,7 @@ def bench_storage(
     json_path: Annotated[str | None, typer.Option("--json", help="write the report here")] = None,
 ) -> None:
     """Bytes each new version adds to the store: head-only methods versus a full copy."""
-    from workers.storage_bench import main
+    from benchmarks.storage import main
 
     main(json_path)
 
@@ -225,8 +225,8 @@ def bench_storage(
 def store_verify() -> None:
     """Re-hash every blob of every version; exit 1 if any is missing or corrupt."""
     from app.core.db import make_engine, make_session_factory
-    from app.main import open_settings_store
-    from workers.store_check import check_versions
+    from app.core.store import open_settings_store
+    from lethe.cli.store_check import check_versions
 
     settings = get_settings()
     factory = make_session_factory(make_engine(settings.resolved_database_url))

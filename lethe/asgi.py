@@ -7,8 +7,8 @@ from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
 
+from app.core.after_commit import Dispatcher
 from app.core.config import Settings, get_settings
-from app.core.db import Dispatcher
 from app.main import create_app
 from workers.runtime import build_runtime
 

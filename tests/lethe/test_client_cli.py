@@ -13,24 +13,24 @@ import pytest
 from sqlalchemy import text
 from typer.testing import CliRunner
 
-from tests.conftest import create_key
-from tests.helpers import training_ids
+from tests.support.requests import training_ids
+from tests.support.service import create_key
 
 
 @pytest.fixture
 def cli(monkeypatch: pytest.MonkeyPatch) -> Any:
     """Run `lethe ...` against a given TestClient and settings."""
     from app.core import config
-    from workers import client_cli
-    from workers.cli import app
-    from workers.client import LetheClient
+    from lethe.cli import client as client_cli
+    from lethe.cli.main import app
+    from lethe.client import LetheClient
 
     monkeypatch.setattr(LetheClient, "close", lambda self: None)  # the TestClient lives on
 
     def run(http: Any, settings: Any, *args: str, key: str = "", code: int = 0) -> Any:
         monkeypatch.setattr(client_cli, "make_http", lambda url: http)
         monkeypatch.setattr(config, "get_settings", lambda: settings)
-        monkeypatch.setattr("workers.cli.get_settings", lambda: settings)
+        monkeypatch.setattr("lethe.cli.main.get_settings", lambda: settings)
         result = CliRunner().invoke(app, list(args), env={"LETHE_KEY": key})
         assert result.exit_code == code, result.output
         return result
@@ -97,7 +97,7 @@ def test_submit_wait_list_download(
 def test_download_refuses_a_wrong_checksum(
     api_client: Any, seeded: Any, cli: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from workers.client import LetheClient
+    from lethe.client import LetheClient
 
     real = LetheClient.get_version
     monkeypatch.setattr(
@@ -125,7 +125,7 @@ def test_download_refuses_a_wrong_checksum(
 
 
 def test_cancel_subjects_and_errors(api_client: Any, seeded: Any, cli: Any) -> None:
-    from workers.demo import DEMO_DATASET, DEMO_PARAMS
+    from lethe.demo import DEMO_DATASET, DEMO_PARAMS
     from workers.pipeline import load_dataset
 
     key = create_key(seeded, ["erasure:write", "erasure:read"])
@@ -195,7 +195,7 @@ def test_models_register_with_a_builtin_dataset(
 
 
 def test_client_retries_with_the_same_idempotency_key() -> None:
-    from workers.client import LetheClient
+    from lethe.client import LetheClient
 
     seen: list[str] = []
 
@@ -224,7 +224,7 @@ def test_audit_verify_export_and_tampering(
     from app.core.db import session_scope
 
     admin = {"X-API-Key": create_key(seeded, ["admin"])}
-    from tests.helpers import erasure_body
+    from tests.support.requests import erasure_body
 
     api_client.post(
         "/v1/erasure-requests", json=erasure_body(training_ids(seeded, limit=1)), headers=admin

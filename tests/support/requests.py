@@ -1,8 +1,8 @@
-"""Small helpers for service tests: pick training samples, submit, wait, load checkpoints."""
+"""Erasure requests in tests: pick training samples, build and submit a body, wait for a
+status; an API whose jobs are recorded instead of run."""
 
 from __future__ import annotations
 
-import hashlib
 import time
 import uuid
 from typing import Any
@@ -40,6 +40,18 @@ def erasure_body(sample_ids: list[str], model: str = "digits-cnn", **extra: Any)
     }
 
 
+def submit(
+    client: Any, sample_ids: list[str], headers: dict[str, str], **extra: Any
+) -> dict[str, Any]:
+    """POST an erasure request for `sample_ids` (accepted: 202) and return its body."""
+    resp = client.post(
+        "/v1/erasure-requests", json=erasure_body(sample_ids, **extra), headers=headers
+    )
+    assert resp.status_code == 202, resp.text
+    body: dict[str, Any] = resp.json()
+    return body
+
+
 def wait_for_status(
     client: Any,
     request_id: str,
@@ -70,6 +82,12 @@ class RecordingDispatcher:
     def dispatch(self, job_id: str) -> None:
         self.sent.append(job_id)
 
+    def deliver_callbacks(self) -> None:
+        pass  # nothing sends them here; a test calls the sender itself
+
+    def ping(self) -> bool:
+        return False
+
 
 def recording_app(rt: Any, settings: Any = None) -> tuple[Any, RecordingDispatcher]:
     """The API of runtime `rt` (with `settings` instead of its own, if given) whose jobs
@@ -95,42 +113,6 @@ def dispatched_job(client: Any, timeout: float = 10) -> str:
             raise AssertionError(f"no job dispatched after {timeout}s")
         time.sleep(0.02)
     return str(client.dispatched[0])
-
-
-def sha256(data: bytes) -> str:
-    return hashlib.sha256(data).hexdigest()
-
-
-def load_model(checkpoint: bytes) -> Any:
-    import unlearning as ul
-
-    return ul.load_checkpoint(checkpoint, arch_id="digits-cnn", num_classes=10)
-
-
-def accuracy_and_confidence(
-    model: Any, ids: list[str] | None, *, test_without_label: int | None = None
-) -> tuple[float, float]:
-    """Accuracy (%) and mean true-label probability of `model` on the digits training
-    samples `ids`, or on the test split (ids=None), optionally without one class."""
-    import torch
-
-    from workers.demo import DEMO_DATASET, DEMO_PARAMS
-    from workers.pipeline import load_dataset
-
-    ds = load_dataset(DEMO_DATASET, DEMO_PARAMS)
-    if ids is None:
-        split = ds.test
-        if test_without_label is not None:
-            split = split.subset(split.y != test_without_label)
-    else:
-        wanted = set(ids)
-        split = ds.train.subset(torch.tensor([i in wanted for i in ds.train.ids]))
-    model.eval()
-    with torch.no_grad():
-        probs = torch.softmax(model(split.x), dim=1)
-    true = probs[torch.arange(len(split.y)), split.y]
-    acc = (probs.argmax(1) == split.y).float().mean().item() * 100
-    return acc, true.mean().item()
 
 
 def download(client: Any, path: str, headers: dict[str, str]) -> tuple[bytes, Any]:

@@ -12,7 +12,7 @@ from typing import Annotated, Any
 import httpx
 import typer
 
-from workers.client import ApiError, ChecksumMismatch, LetheClient
+from lethe.client import ApiError, ChecksumMismatch, LetheClient
 
 Url = Annotated[str, typer.Option("--url", envvar="LETHE_URL", help="the Lethe API")]
 Key = Annotated[str, typer.Option("--key", envvar="LETHE_KEY", help="API key (lethe_...)")]
@@ -331,6 +331,6 @@ def audit_export(
 @architectures_app.command("publish")
 def architectures_publish() -> None:
     """Store every engine architecture's tensor spec (the API checks uploads against it)."""
-    from workers.specs import publish_specs
+    from lethe.specs import publish_specs
 
     typer.echo(" ".join(publish_specs(_factory())))

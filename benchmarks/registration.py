@@ -1,7 +1,7 @@
 """Time `POST /v1/models` with a large uploaded training set (the manifest goes in bulk:
 COPY on PostgreSQL, 10k-row executemany chunks on SQLite).
 
-    python -m workers.registration_bench --samples 1000000 [--database-url postgresql+psycopg://...]
+    python -m benchmarks.registration --samples 1000000 [--database-url postgresql+psycopg://...]
 
 Builds an npz of N samples (1 feature each, with subjects, which are keyed-hashed), a
 zero checkpoint matching `digits-cnn`, migrates a fresh database and registers through the
@@ -62,8 +62,8 @@ def main(argv: list[str] | None = None) -> int:
     from app.core.db import session_scope
     from app.core.migrate import upgrade
     from app.main import create_app
+    from lethe.specs import publish_specs, tensor_spec
     from workers.runtime import build_runtime
-    from workers.specs import publish_specs, tensor_spec
 
     tmp = Path(tempfile.mkdtemp(prefix="lethe-regbench-"))
     url = args.database_url or f"sqlite:///{tmp / 'lethe.db'}"

@@ -12,9 +12,9 @@ from app.core.db import session_scope
 from app.core.subjects import subject_ref
 from app.registry import service as registry
 from app.registry.models import Model
+from lethe.specs import publish_specs
 from workers.pipeline import load_dataset, resolve_device
 from workers.runtime import Runtime
-from workers.specs import publish_specs
 
 log = logging.getLogger("lethe.demo")
 

@@ -1,6 +1,6 @@
 """A small Python client of the Lethe API (httpx), used by the CLI.
 
-    from workers.client import LetheClient
+    from lethe.client import LetheClient
     with LetheClient("http://127.0.0.1:8000", key) as lethe:
         req = lethe.submit("digits-cnn", sample_ids=["digits-00001"])
         done = lethe.wait(req["id"])

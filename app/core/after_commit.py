@@ -1,33 +1,63 @@
-"""Work that follows a commit, off the request path: a transaction notes what it stored on
-a `Signal`; once it has committed, the signal wakes its subscribers (a `BackgroundLoop` of
-the API process), which do the follow-up work in their own transaction, once for many
-commits. The periodic tick (embedded worker) or Celery beat does the same work anyway,
-so a process that crashes between the commit and the follow-up loses nothing.
+"""Work that follows a commit, off the request path: the one after-commit mechanism.
+
+A transaction notes on a `Signal` what it stored (`signal.note(session, *items)`). Once
+it has committed, each noted signal
+
+- hands its items to the session's `Dispatcher`, if the signal says how (`send`): job ids
+  to run (`dispatch`), a wake-up of the callback sender (`deliver_callbacks`); and
+- wakes its subscribers, `BackgroundLoop`s of the API process (the scheduler, the audit
+  sealer), which do the follow-up work in their own transaction, once for many commits.
+
+A rollback drops the notes. Nothing here may fail a commit: an error is logged, and the
+periodic housekeeping (`app.housekeeping`, run by Celery beat or the embedded worker's
+tick) does the same work anyway, so a process that crashes between the commit and the
+follow-up loses nothing.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable, Hashable
-from typing import Any
+from collections.abc import Callable, Hashable, Sequence
+from typing import Any, Protocol
 
 from sqlalchemy import event
 from sqlalchemy.orm import Session
 
-log = logging.getLogger("lethe.background")
+log = logging.getLogger("lethe.after_commit")
 _signals: list[Signal] = []
+DISPATCHER = "lethe_dispatcher"
+"""The `session.info` key of the session's dispatcher (set by `app.core.db.open_session`)."""
+
+
+class Dispatcher(Protocol):
+    """What runs work outside the API's transactions: Celery (`workers.celery_app`), the
+    embedded worker (`workers.embedded`) or nothing (`app.main.NoDispatcher`)."""
+
+    def dispatch(self, job_id: str) -> None:
+        """Run the committed job `job_id` (at least once; a duplicate is harmless)."""
+
+    def deliver_callbacks(self) -> None:
+        """Wake the callback sender: deliveries were committed."""
+
+    def ping(self) -> bool:
+        """Check the broker: True if reachable, False if this dispatcher has none (the
+        health check then omits it); raises when it is unreachable."""
 
 
 class Signal:
-    def __init__(self, name: str):
+    def __init__(
+        self, name: str, *, send: Callable[[Dispatcher, Sequence[Any]], None] | None = None
+    ):
         self.key = f"lethe_signal_{name}"
+        self.send = send
         self._subscribers: set[Callable[[set[Any]], None]] = set()
         _signals.append(self)
 
     def note(self, session: Session, *items: Hashable) -> None:
         """Record on the session's transaction that there is follow-up work (for `items`)."""
-        session.info.setdefault(self.key, set()).update(items)
+        noted: dict[Hashable, None] = session.info.setdefault(self.key, {})
+        noted.update(dict.fromkeys(items))
 
     def subscribe(self, callback: Callable[[set[Any]], None]) -> None:
         self._subscribers.add(callback)
@@ -36,13 +66,19 @@ class Signal:
         self._subscribers.discard(callback)
 
     def _fire(self, session: Session) -> None:
-        items = session.info.pop(self.key, None)
-        if items is None:
+        noted: dict[Hashable, None] | None = session.info.pop(self.key, None)
+        if noted is None:
             return
+        dispatcher: Dispatcher | None = session.info.get(DISPATCHER)
+        if self.send is not None and dispatcher is not None:
+            try:
+                self.send(dispatcher, list(noted))
+            except Exception:
+                log.exception("handing %s to the dispatcher failed", self.key)
         for callback in list(self._subscribers):
             try:
-                callback(items)
-            except Exception:  # the periodic tick does the work anyway; never fail a commit
+                callback(set(noted))
+            except Exception:
                 log.exception("waking a subscriber of %s failed", self.key)
 
 

@@ -1,0 +1,3 @@
+from lethe.cli.main import app
+
+app()
