@@ -30,6 +30,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import re
 import sys
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
@@ -263,6 +264,56 @@ def merge(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
         picked = sorted({m for p in parts for m in p.get("default_method", [])})
         out.append(_summarise(dataset, scenario, seeds, rows, picked, parts[0]["device"]))
     return out
+
+
+_SCENARIO_LINE = re.compile(
+    r"^  seed (\d+) (\S+): \d+ retain / \d+ forget \((\w+); default ([\w-]+)\)$"
+)
+_METHOD_LINE = re.compile(
+    r"^\s+([\w-]+): UA\s+(\S+) RA\s+(\S+) TA\s+(\S+) MIA\s+(\S+) probe_UA\s+(\S+) "
+    r"class_TA\s+(\S+)\s+(\S+)s$"
+)
+
+
+def results_from_log(text: str, dataset: str) -> list[dict[str, Any]]:
+    """Results rebuilt from a run's log (what it printed per method), for a run stopped
+    before it wrote its JSON: complete scenarios only (every method of the run logged), at
+    the printed precision (2 decimals); ``original`` is not logged, so it is absent."""
+    from .metrics import avg_gap
+
+    found: list[tuple[int, str, str, dict[str, dict[str, Any]]]] = []
+    for line in text.splitlines():
+        head = _SCENARIO_LINE.match(line)
+        if head:
+            found.append((int(head[1]), head[2], head[4], {}))
+            continue
+        row = _METHOD_LINE.match(line)
+        if row and found:
+            keys = ("UA", "RA", "TA", "MIA", "probe_UA", "class_TA", "rte_s")
+            values = [None if v == "-" else float(v) for v in row.groups()[1:]]
+            found[-1][3][row[1]] = dict(zip(keys, values, strict=True))
+    if not found:
+        return []
+    expected = max(len(rows) for *_, rows in found)
+    grouped: dict[str, list[tuple[int, str, dict[str, dict[str, Any]]]]] = {}
+    for seed, scenario, default, rows in found:
+        if len(rows) == expected and "retrain" in rows:
+            ref = rows["retrain"]
+            for r in rows.values():
+                r["avg_gap"] = avg_gap(r, ref)
+                r["speedup_vs_retrain"] = ref["rte_s"] / r["rte_s"] if r["rte_s"] else None
+            grouped.setdefault(scenario, []).append((seed, default, rows))
+    return [
+        _summarise(
+            dataset,
+            scenario,
+            [seed for seed, _, _ in runs],
+            [rows for *_, rows in runs],
+            sorted({d for _, d, _ in runs}),
+            "cpu (from the run's log)",
+        )
+        for scenario, runs in grouped.items()
+    ]
 
 
 def _run_scenario(
@@ -676,9 +727,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--render",
         default=None,
-        metavar="JSON[,JSON...]",
+        metavar="FILE[,FILE...]",
         help="print the tables of saved --json results and exit (results of the same dataset "
-        "and scenario from several files, e.g. other seeds, are merged)",
+        "and scenario from several files, e.g. other seeds, are merged); a run's log "
+        "(DATASET=run.log) is read back too, its complete scenarios only",
     )
     p.add_argument(
         "--headline",
@@ -698,8 +750,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     if args.render:
         saved: list[dict[str, Any]] = []
-        for path in args.render.split(","):
+        for item in args.render.split(","):
+            label, _, path = item.rpartition("=")
             with open(path) as f:
+                if path.endswith(".log"):
+                    saved += results_from_log(f.read(), label or path)
+                    continue
                 loaded = json.load(f)
             saved += loaded if isinstance(loaded, list) else [loaded]
         merged = merge(saved)

@@ -5,7 +5,7 @@ import json
 import pytest
 
 import unlearning as ul
-from unlearning.bench import forget_ids, main, run_benchmark
+from unlearning.bench import forget_ids, main, results_from_log, run_benchmark
 
 
 def test_scenarios_pick_the_right_samples(digits: ul.Dataset) -> None:
@@ -77,3 +77,23 @@ def test_help_describes_the_protocol(capsys) -> None:  # type: ignore[no-untyped
     text = capsys.readouterr().out
     for needle in ("--seed-offset", "noise floor", "test", "most:K:F+R", "--regime"):
         assert needle in text
+
+
+def test_a_stopped_runs_log_is_read_back_complete_scenarios_only() -> None:
+    log = "\n".join(
+        [
+            "seed 3: original trained in 1.0s, cache warmed in 0.10s",
+            "  seed 3 random:0.1: 90 retain / 10 forget (sample; default lau-calibrated)",
+            "           retrain: UA  10.00 RA 100.00 TA  90.00 MIA  20.00 probe_UA   5.00 "
+            "class_TA -   10.000s",
+            "           default: UA   8.00 RA 100.00 TA  89.00 MIA  22.00 probe_UA   0.00 "
+            "class_TA -    0.100s",
+            "  seed 3 class:1: 90 retain / 10 forget (class; default lau)",
+            "           retrain: UA 100.00 RA 100.00 TA  90.00 MIA 100.00 probe_UA  50.00 "
+            "class_TA   0.00   10.000s",
+        ]
+    )
+    (result,) = results_from_log(log, "mnist1d")
+    assert result["scenario"] == "random:0.1" and result["seeds"] == [3]
+    assert result["methods"]["default"]["avg_gap"] == pytest.approx((2 + 0 + 1 + 2) / 4)
+    assert result["methods"]["default"]["speedup_vs_retrain"] == pytest.approx(100.0)
