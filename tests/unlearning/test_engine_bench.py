@@ -91,6 +91,8 @@ def test_a_stopped_runs_log_is_read_back_complete_scenarios_only() -> None:
             "  seed 3 class:1: 90 retain / 10 forget (class; default lau)",
             "           retrain: UA 100.00 RA 100.00 TA  90.00 MIA 100.00 probe_UA  50.00 "
             "class_TA   0.00   10.000s",
+            "           default: UA 100.00 RA 100.00 TA  90.00 MIA 100.00 probe_UA  50.00 "
+            "class_TA   0.00    0.100s",
         ]
     )
     (result,) = results_from_log(log, "mnist1d")
