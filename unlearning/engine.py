@@ -104,14 +104,14 @@ class DepthPolicy:
     ``escalate_to`` (with ``escalate_config``) on the original model and records why.
     """
 
-    min_probe_ua: float = 50.0
-    """Points. How far retrain's own probe gets depends on the data (measured, class 7:
-    MNIST-1D 3,000 samples 50-52, MNIST-1D 4,000 samples 69-86 (issue 13), digits 3-4: a
-    probe learns an easy class from its held-out samples even on a backbone that never saw
-    it); head-only ``lau`` leaves it at 0-3. Set it per model from a retrain measurement."""
+    min_probe_ua: float = 10.0
+    """Points. Retrain's own probe_UA, class 7 (BENCHMARKS.md, grid tables): MNIST-1D hard
+    47-52, MNIST-1D default 18-27 (issue 13: 14-31), digits 2-6 (a probe learns an easy class
+    from its held-out samples even on a backbone that never saw it); head-only ``lau`` leaves
+    it at 0-4. 10 separates the two on MNIST-1D; set it per model from a retrain measurement."""
     escalate_to: str = "retrain"
     """Measured (BENCHMARKS.md, "Depth on demand"): deeper ``lau`` cuts (2, 3) and SalUn /
-    random-label, which touch the backbone, leave the probe at 0-8 where retrain reaches 50+;
+    random-label, which touch the backbone, leave the probe at 0-8 where retrain reaches 18-52;
     only retraining reaches retrain's depth, so that is the default escalation."""
     escalate_config: dict[str, Any] | None = None
     scopes: tuple[str, ...] = ("class", "mixed")
