@@ -128,6 +128,17 @@ def gate(
                 f"forgotten class still recognised: UA {ua:.2f} < required "
                 f"{settings.policy_min_class_ua:.2f}"
             )
+    if scope in ("sample", "mixed"):
+        import unlearning as ul
+
+        why = ul.check_forgetting(
+            metrics,
+            base_metrics,
+            forget_count=int(metrics.get("forget_count") or 0),
+            val_count=int(metrics.get("val_count") or 0),
+        )
+        if why is not None:
+            return why
     ta, base_ta = metrics.get("TA"), base_metrics.get("TA")
     if ta is not None and base_ta is not None and base_ta - ta > settings.policy_max_ta_drop:
         return (
@@ -181,6 +192,7 @@ def _unlearn(claim: jobs.Claim, rt: Runtime, progress: Progress) -> flows.Outcom
             {
                 "scope": data.scope,
                 "forget_count": len(data.forget),
+                "val_count": len(data.val),
                 "new_forget_count": len(claim.new_sample_ids),
                 "elapsed_s": round(result.elapsed_s, 4),
                 "device": str(device),

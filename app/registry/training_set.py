@@ -23,6 +23,12 @@ from app.core.subjects import subject_ref
 from app.core.text import UNSAFE_ID_CHARS, UNSAFE_ID_RULE
 
 TRAINING_SET_ARRAYS = ("x", "y", "ids", "x_val", "y_val", "ids_val")
+MIN_VAL_SAMPLES = 100
+"""Fewest held-out samples a training set may bring; the engine's ``unlearning.MIN_VAL``
+(the API never imports the engine). Sample-level forgetting calibrates to the held-out
+confidences and the verification gate compares forget-set with held-out accuracy: with n
+samples at ~90 % accuracy that accuracy's standard error is 30/sqrt(n) points, 3 at n = 100,
+already the size of what is being measured."""
 MANIFEST_ARRAYS = ("ids", "y")
 
 
@@ -84,6 +90,14 @@ def read_npz(
         yv = arrays["y_val"]
         if yv.ndim != 1 or len(yv) != len(arrays["ids_val"]) or len(yv) != len(arrays["x_val"]):
             raise _fail("`x_val`, `y_val`, `ids_val` must have the same length", field)
+        if len(yv) < MIN_VAL_SAMPLES:
+            raise _fail(
+                f"the held-out split (`x_val`, `y_val`, `ids_val`) has {len(yv)} samples; at "
+                f"least {MIN_VAL_SAMPLES} are needed to calibrate and verify sample-level "
+                f"erasure (the standard error of a held-out accuracy over fewer samples "
+                f"exceeds 3 points)",
+                field,
+            )
         if len(yv):
             top = max(top, int(yv.max()))
     refs: list[str | None] | None = None

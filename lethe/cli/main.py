@@ -296,9 +296,12 @@ def store_gc(
     typer.echo(f"{verb} {len(removal.blobs)} unreferenced blob(s), {removal.bytes} bytes")
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@app.command(
+    context_settings={"allow_extra_args": True, "ignore_unknown_options": True},
+    add_help_option=False,  # --help goes to the benchmark's own parser, which documents it
+)
 def bench(ctx: typer.Context) -> None:
-    """Benchmark methods against retraining (see `lethe bench --help`)."""
+    """Benchmark unlearning methods against retraining (all options: `lethe bench --help`)."""
     from unlearning.bench import main
 
     raise typer.Exit(main(list(ctx.args)) or 0)

@@ -307,6 +307,19 @@ def test_bad_training_sets_and_names(
             },
             "pickled",
         ),
+        (
+            {
+                "training_set": npz(
+                    x=np.zeros((2, 3)),
+                    y=np.array([0, 1]),
+                    ids=np.array(["a", "b"]),
+                    x_val=np.zeros((5, 3)),
+                    y_val=np.zeros(5, dtype=np.int64),
+                    ids_val=np.array([f"v{i}" for i in range(5)]),
+                )
+            },
+            "at least 100",
+        ),
         ({}, "exactly one"),
     ]
     for bad_id in ("a\n", "a\u0085", "\u202ea"):  # C0, C1, right-to-left override

@@ -2,8 +2,10 @@ from __future__ import annotations
 
 import json
 
+import pytest
+
 import unlearning as ul
-from unlearning.bench import forget_ids, main, run_benchmark
+from unlearning.bench import forget_ids, main, results_from_log, run_benchmark
 
 
 def test_scenarios_pick_the_right_samples(digits: ul.Dataset) -> None:
@@ -18,30 +20,82 @@ def test_scenarios_pick_the_right_samples(digits: ul.Dataset) -> None:
     assert len(chosen) == 2
 
 
-def test_benchmark_json_has_the_issue_shape(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
+def test_mixed_and_most_of_a_class_scenarios(digits: ul.Dataset) -> None:
+    few = digits.unlearn_data(forget_ids(digits, "class:3+5", 0))
+    assert few.scope == "mixed" and few.forgotten_classes == (3,)
+    assert int((few.forget.y != 3).sum()) == 5
+    most = digits.unlearn_data(forget_ids(digits, "most:3:0.9+0.05", 0))
+    in_class = int((digits.train.y == 3).sum())
+    assert most.scope == "sample"
+    assert int((most.forget.y == 3).sum()) == round(0.9 * in_class)
+    assert int((most.forget.y != 3).sum()) == round(0.05 * (len(digits.train) - in_class))
+
+
+def test_benchmark_reports_noise_floor_and_paired_seeds(tmp_path, capsys) -> None:  # type: ignore[no-untyped-def]
     out = tmp_path / "out.json"
     main(
         [
             "--dataset",
-            "sklearn-digits",
+            "digits",  # alias of sklearn-digits
             "--scenario",
             "class:3",
             "--methods",
-            "lau,nope",
+            "retrain,retrain-2,default,finetune,nope",
             "--seeds",
-            "1",
+            "2",
+            "--seed-offset",
+            "10",
             "--train-epochs",
             "2",
+            "--config",
+            "finetune:epochs=1",
             "--json",
             str(out),
         ]
     )
     result = json.loads(out.read_text())
-    assert set(result) == {"scenario", "dataset", "device", "seeds", "methods"}
-    assert set(result["methods"]) == {"original", "retrain", "lau"}
-    keys = {"UA", "RA", "TA", "MIA", "probe_UA", "avg_gap", "rte_s", "speedup_vs_retrain", "std"}
-    assert set(result["methods"]["lau"]) == keys
+    assert result["dataset"] == "sklearn-digits" and result["seeds"] == [10, 11]
+    assert set(result["methods"]) == {"original", "retrain", "retrain-2", "default", "finetune"}
+    assert result["default_method"] == ["lau"]
+    noise = result["methods"]["retrain-2"]["avg_gap"]
+    assert result["noise_floor"] == noise and noise > 0.0
+    assert result["target_gap"] == 1.5 * noise + 0.5
     assert result["methods"]["retrain"]["avg_gap"] == 0.0
+    assert set(result["paired"]) == {"original", "retrain-2", "finetune"}
+    pair = result["paired"]["finetune"]
+    mine, theirs = (result["methods"][m]["per_seed_gap"] for m in ("default", "finetune"))
+    assert pair["seeds"] == 2
+    assert pair["default_lower"] == sum(a < b for a, b in zip(mine, theirs, strict=True))
     printed = capsys.readouterr().out
-    assert "not registered" in printed and "lau |" in printed
+    assert "not registered" in printed and "noise floor" in printed
     assert run_benchmark is not None
+
+
+def test_help_describes_the_protocol(capsys) -> None:  # type: ignore[no-untyped-def]
+    with pytest.raises(SystemExit):
+        main(["--help"])
+    text = capsys.readouterr().out
+    for needle in ("--seed-offset", "noise floor", "test", "most:K:F+R", "--regime"):
+        assert needle in text
+
+
+def test_a_stopped_runs_log_is_read_back_complete_scenarios_only() -> None:
+    log = "\n".join(
+        [
+            "seed 3: original trained in 1.0s, cache warmed in 0.10s",
+            "  seed 3 random:0.1: 90 retain / 10 forget (sample; default lau-calibrated)",
+            "           retrain: UA  10.00 RA 100.00 TA  90.00 MIA  20.00 probe_UA   5.00 "
+            "class_TA -   10.000s",
+            "           default: UA   8.00 RA 100.00 TA  89.00 MIA  22.00 probe_UA   0.00 "
+            "class_TA -    0.100s",
+            "  seed 3 class:1: 90 retain / 10 forget (class; default lau)",
+            "           retrain: UA 100.00 RA 100.00 TA  90.00 MIA 100.00 probe_UA  50.00 "
+            "class_TA   0.00   10.000s",
+            "           default: UA 100.00 RA 100.00 TA  90.00 MIA 100.00 probe_UA  50.00 "
+            "class_TA   0.00    0.100s",
+        ]
+    )
+    (result,) = results_from_log(log, "mnist1d")
+    assert result["scenario"] == "random:0.1" and result["seeds"] == [3]
+    assert result["methods"]["default"]["avg_gap"] == pytest.approx((2 + 0 + 1 + 2) / 4)
+    assert result["methods"]["default"]["speedup_vs_retrain"] == pytest.approx(100.0)

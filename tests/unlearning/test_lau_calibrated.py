@@ -107,6 +107,20 @@ def test_default_cut_moves_forget_accuracy_towards_held_out(model, data, result)
     assert after >= val_after - ACCURACY_TOLERANCE, "must not over-forget either"
 
 
+def test_cut_escalates_when_the_head_cannot_reach_the_target(model, data, cache, result) -> None:
+    """At cut 1 the head alone stays far above its calibrated target here; the default then
+    redoes the calibration one cut deeper and says why."""
+    head_only = ul.unlearn(model, data, "lau-calibrated", {"escalate_cut": 0}, cache=cache)
+    assert "escalated" not in head_only.info
+    missed = head_only.info["forget_accuracy"] - head_only.info["target_accuracy"]
+    assert missed > 2.0
+    assert result.info["escalated"]["to_cut"] == 2 and result.info["cut"] == 2
+    assert "stayed above its calibrated target" in result.info["escalated"]["reason"]
+    reached = result.info["forget_accuracy"] - result.info["target_accuracy"]
+    assert reached < missed
+    assert result.backbone_changed
+
+
 def test_retain_and_held_out_accuracy_hold(model, data, result) -> None:
     assert _acc(result.model, data.retain) >= 98.0
     assert _acc(result.model, data.val) >= _acc(model, data.val) - 3.0
@@ -120,7 +134,8 @@ def test_forget_confidence_looks_held_out(result, data) -> None:
 
 @pytest.mark.parametrize("cut", [1, 2])
 def test_nothing_below_the_cut_changes(model, data, cache, cut: int) -> None:
-    res = ul.unlearn(model, data, "lau-calibrated", {"cut": cut}, device="cpu", cache=cache)
+    cfg = {"cut": cut, "escalate_cut": 0}
+    res = ul.unlearn(model, data, "lau-calibrated", cfg, device="cpu", cache=cache)
     upper = model.upper_prefixes(cut)
     before, after = model.state_dict(), res.model.state_dict()
     for key, value in before.items():

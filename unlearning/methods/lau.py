@@ -44,6 +44,9 @@ class LAUConfig:
     eps=2 makes the attack cross the boundary for 70-96% of forget samples, measured)."""
     step: float = 0.5
     """Partial-PGD step size (paper reading: 0.4-0.6, below eps)."""
+    relative: bool = False
+    """Read ``eps`` and ``step`` as multiples of the mean absolute retain activation at the
+    cut (activation scales differ between cuts; the absolute defaults fit cut 1)."""
     steps: int = 10
     """Partial-PGD iterations."""
     alpha: float = 0.5
@@ -98,8 +101,15 @@ def lau(
 
     teacher = freeze(copy.deepcopy(upper)).eval()
     hooks.progress("attack", 0.0)
+    scale = float((z_r if len(z_r) else z_f).abs().mean()) if cfg.relative else 1.0
     z_adv = partial_pgd(
-        teacher, z_f, y_f, eps=cfg.eps, step=cfg.step, steps=cfg.steps, nonneg=nonneg
+        teacher,
+        z_f,
+        y_f,
+        eps=cfg.eps * scale,
+        step=cfg.step * scale,
+        steps=cfg.steps,
+        nonneg=nonneg,
     )
     forgotten = data.forgotten_classes
     with torch.no_grad():

@@ -30,7 +30,21 @@ like a sample the model never saw, using the geometry Partial-PGD measures at th
    quantiles are re-read from the student's own val confidences and the pushed points move
    along the stored path accordingly (no new attack: the path's logits are kept).
 
-Only ``val`` is used for calibration, never ``test``. With a warm feature cache the cost is
+6. **Cut escalation.** Where the forget accuracy reached at ``cut`` stays above the
+   calibrated target by more than ``escalate_z`` binomial standard errors, the layers above
+   the cut lack the capacity (a model that generalises poorly memorised its forget set); the
+   calibration is redone at ``escalate_cut`` and ``info["escalated"]`` says why.
+7. **Whole classes in the same request** (scope ``mixed``): ``lau`` as published runs on the
+   class samples first; the single samples are then calibrated with the class samples
+   anchored to their forgotten state. One result.
+8. **Most of a class.** For a class the request removes mostly (``metrics.MOSTLY_FORGOTTEN``)
+   but not entirely, the share of it a retrained model would keep is estimated from the
+   remnant (a fresh head fitted on the retain activations); that share of its forget samples
+   keeps calibrated targets, the rest (nearest the boundary) get wrong-class targets, and the
+   head's bias for the class is lowered until its val recall matches.
+
+Only ``val`` is used for calibration, never ``test``; fewer than ``MIN_VAL`` val samples
+(of the kept classes) raise ``ValueError``. With a warm feature cache the cost is
 the attack path on the forget activations plus ``iters`` full-batch steps on the upper
 layers; design, measurements and the cut 1 vs 2 trade-off are in BENCHMARKS.md
 ("Sample-level forgetting (lau-calibrated)").
@@ -39,6 +53,7 @@ layers; design, measurements and the cut 1 vs 2 trade-off are in BENCHMARKS.md
 from __future__ import annotations
 
 import copy
+import dataclasses
 import time
 from dataclasses import asdict, dataclass
 
@@ -49,8 +64,10 @@ from torch import nn
 from ..architectures import SplitModel
 from ..cache import FeatureCache, embed
 from ..loop import make_optimizer
-from ..types import Hooks, UnlearnData, UnlearnResult
-from .common import freeze
+from ..metrics import MIN_VAL, mostly_forgotten_classes
+from ..types import Hooks, Split, UnlearnData, UnlearnResult
+from .common import freeze, mask_classes, wrong_class_targets
+from .lau import LAUConfig, lau
 from .registry import register
 
 __all__ = ["LAUCalibratedConfig", "lau_calibrated"]
@@ -85,6 +102,21 @@ class LAUCalibratedConfig:
     recalibrate: int = 10
     """Every this many steps, re-read the target quantiles from the student's own val
     confidences (which drift as the upper layers change); 0 keeps the teacher's."""
+    val_weight: float = 0.0
+    """Weight of a term distilling the val activations from the teacher (keeps held-out
+    behaviour where it was; 0 = off)."""
+    escalate_cut: int = 2
+    """When the reached forget accuracy stays above the calibrated target (by more than
+    ``escalate_z`` standard errors) at ``cut``, redo the calibration at this cut (0 = never):
+    a single linear layer lacks the capacity where the model generalises poorly
+    (BENCHMARKS.md, "The hard regime")."""
+    escalate_z: float = 2.0
+    wrong_rate: str = "quantile"
+    """``"quantile"``: the share of wrong targets follows the val confidence quantiles;
+    ``"val-error"``: exactly the val error rate of the forget samples (nearest the boundary
+    by flip distance) get wrong-class targets (the teacher's logits at the path's end)."""
+    class_config: dict[str, object] | None = None
+    """Overrides for the ``lau`` run on the whole classes of a mixed request."""
     seed: int = 0
 
 
@@ -100,21 +132,106 @@ def lau_calibrated(
 ) -> UnlearnResult:
     if cfg.rank not in ("flip", "margin", "confidence"):
         raise ValueError(f"rank must be 'flip', 'margin' or 'confidence', got {cfg.rank!r}")
+    forgotten = data.forgotten_classes
+    val = _without(data.val, forgotten)
+    if len(data.forget) and len(val) < MIN_VAL:
+        raise ValueError(
+            f"lau-calibrated needs at least {MIN_VAL} held-out (val) samples of the kept "
+            f"classes to calibrate against, got {len(val)}"
+        )
     model.eval()
-    lower, upper = model.split(cfg.cut)
-    freeze(lower)
     info: dict[str, object] = {"cut": cfg.cut}
-    if len(data.forget) == 0 or len(data.val) == 0:
-        info["skipped"] = "nothing to forget" if len(data.forget) == 0 else "no val split"
+    in_class = torch.isin(data.forget.y, torch.tensor(forgotten, dtype=torch.long))
+    class_forget = data.forget.subset(in_class)
+    if len(class_forget):
+        # whole classes: LAU as published, on the class samples alone, first
+        class_data = dataclasses.replace(data, forget=class_forget)
+        class_cfg = LAUConfig(**{"seed": cfg.seed, **(cfg.class_config or {})})  # type: ignore[arg-type]
+        done = lau(model, class_data, class_cfg, device=device, hooks=hooks, cache=cache)
+        info["classes"] = {"classes": list(forgotten), "samples": len(class_forget), **done.info}
+    sample_forget = data.forget.subset(~in_class)
+    info["samples"] = len(sample_forget)
+    if len(sample_forget) == 0:
+        model.eval()
         return UnlearnResult(model, "lau-calibrated", asdict(cfg), 0.0, (), info=info)
 
+    snapshot = {k: v.clone() for k, v in model.state_dict().items()}
+    part = _calibrate(
+        model, data, sample_forget, class_forget, val, cfg.cut, cfg, device, hooks, cache
+    )
+    info.update(part)
+    missed = _missed_target(part, len(sample_forget), cfg.escalate_z)
+    if cfg.escalate_cut > cfg.cut and missed is not None:
+        # the layers above the cut lack the capacity to reach the calibrated target: the
+        # same calibration one cut deeper (cached activations there, more trainable layers)
+        model.load_state_dict(snapshot)
+        info.update(
+            _calibrate(
+                model,
+                data,
+                sample_forget,
+                class_forget,
+                val,
+                cfg.escalate_cut,
+                cfg,
+                device,
+                hooks,
+                cache,
+            )
+        )
+        info["escalated"] = {"from_cut": cfg.cut, "to_cut": cfg.escalate_cut, "reason": missed}
+    model.eval()
+    return UnlearnResult(model, "lau-calibrated", asdict(cfg), 0.0, (), info=info)
+
+
+def _missed_target(part: dict[str, object], n: int, z: float) -> str | None:
+    """Why the reached forget accuracy misses the calibrated target, or None if it does not
+    (by more than ``z`` binomial standard errors of an accuracy over ``n`` samples)."""
+    reached, target = part["forget_accuracy"], part["target_accuracy"]
+    assert isinstance(reached, float) and isinstance(target, float)
+    p = min(max(target / 100, 0.01), 0.99)
+    se = 100 * (p * (1 - p) / max(n, 1)) ** 0.5
+    if reached - target <= z * se:
+        return None
+    return (
+        f"forget accuracy {reached:.2f} stayed above its calibrated target {target:.2f} by "
+        f"more than {z:g} standard errors ({se:.2f}) at cut {part['cut']}"
+    )
+
+
+def _calibrate(
+    model: SplitModel,
+    data: UnlearnData,
+    sample_forget: Split,
+    class_forget: Split,
+    val: Split,
+    cut: int,
+    cfg: LAUCalibratedConfig,
+    device: torch.device,
+    hooks: Hooks,
+    cache: FeatureCache | None,
+) -> dict[str, object]:
+    """Steps 1-5 on the sample part at ``cut``; returns what it measured."""
+    forgotten = data.forgotten_classes
+    info: dict[str, object] = {"cut": cut}
     clock = [time.perf_counter()]
+    lower, upper = model.split(cut)
+    freeze(lower)
+    for p in upper.parameters():  # an earlier pass (the class part, a shallower cut) froze them
+        p.requires_grad_(True)
     hooks.progress("embed", 0.0)
-    z_f, z_r, z_v = embed(
-        model, data.forget, data.retain, data.val, cut=cfg.cut, device=device, cache=cache
+    z_f, z_r, z_v, z_c = embed(
+        model,
+        sample_forget,
+        data.retain,
+        val,
+        class_forget,
+        cut=cut,
+        device=device,
+        cache=cache,
     )
     hooks.check()
-    y_f, y_r, y_v = (s.y.to(device) for s in (data.forget, data.retain, data.val))
+    y_f, y_r, y_v = (s.y.to(device) for s in (sample_forget, data.retain, val))
     nonneg = bool((z_r >= 0).all()) and bool((z_f >= 0).all())
     teacher = freeze(copy.deepcopy(upper)).eval()
     clock.append(time.perf_counter())
@@ -130,16 +247,51 @@ def lau_calibrated(
     order = score.argsort()
     levels = (torch.arange(n_f, dtype=path.dtype, device=device) + 0.5) / n_f
 
+    # Classes the request removes most of (but not all): a model retrained on the small
+    # remnant may lose much of such a class on held-out data. How much is estimated from how
+    # much of the class remains (``_shadow_shares``: a fresh head fitted on the retain set,
+    # remnant included); the class's forget samples nearest the boundary get wrong-class
+    # targets in the share it would lose, and the head's bias for the class is lowered until its val
+    # recall keeps only that share.
+    mostly = {k: r for k, r in mostly_forgotten_classes(data).items() if k not in forgotten}
+    lost = torch.zeros(n_f, dtype=torch.bool, device=device)
+    kept_share: dict[int, float] = {}
+    shadow = _shadow_shares(model, data, tuple(mostly), device, cache) if mostly else {}
+    for k in mostly:
+        rows = (y_f == k).nonzero().flatten()
+        share = shadow[k]
+        kept_share[k] = share
+        n_lost = round((1 - share) * len(rows))
+        lost[rows[score[rows].argsort()[:n_lost]]] = True
+    if mostly:
+        info["mostly_forgotten"] = {
+            str(k): {"remaining": round(mostly[k], 4), "target_recall": round(kept_share[k], 4)}
+            for k in mostly
+        }
+
     # 2. + 3. quantile targets from val, and the teacher's logits where the path meets them
     def desired(conf_val: torch.Tensor) -> torch.Tensor:
         target = torch.empty(n_f, dtype=path.dtype, device=device)
         target[order] = torch.quantile(conf_val.to(path.dtype), levels)
         return target
 
-    def targets(goal: torch.Tensor) -> torch.Tensor:
-        return _log_softmax(_logits_at(path, conf_path, goal) / t)
-
     t = cfg.temperature
+    with torch.no_grad():
+        wrong = _log_softmax(wrong_class_targets(mask_classes(path[-1], list(mostly)), y_f) / t)
+
+    def targets(goal: torch.Tensor) -> torch.Tensor:
+        out = _log_softmax(_logits_at(path, conf_path, goal) / t)
+        return torch.where(lost[:, None], wrong, out)
+
+    if cfg.wrong_rate == "val-error":
+        # explicit rate: as many of the nearest-the-boundary samples as the held-out error
+        # rate says a retrained model gets wrong get a wrong-class target
+        with torch.no_grad():
+            val_err = float((teacher(z_v).argmax(1) != y_v).float().mean())
+        free = (~lost).nonzero().flatten()
+        n_wrong = round(val_err * len(free))
+        lost[free[score[free].argsort()[:n_wrong]]] = True
+        info["wrong_targets"] = int(lost.sum())
     with torch.no_grad():
         p_forget = targets(desired(_true_conf(teacher(z_v), y_v)))
         info.update(
@@ -149,7 +301,8 @@ def lau_calibrated(
     clock.append(time.perf_counter())
 
     # 4. distillation of the upper layers: forget -> teacher at the calibrated points,
-    # retain -> teacher at their own activations, one weighted KL over both
+    # retain (and the whole-class samples, already forgotten) -> teacher at their own
+    # activations, optionally val -> teacher; one weighted KL over all
     hooks.progress("unlearn", 0.0)
     params = [p for p in upper.parameters() if p.requires_grad]
     opt: torch.optim.Optimizer | None = None
@@ -159,16 +312,20 @@ def lau_calibrated(
     n_r = len(y_r)
     rb = min(cfg.retain_batch, n_r) if cfg.retain_weight > 0 else 0
     r_idx = torch.randperm(n_r, generator=gen)[:rb].to(device)
+    anchors = [z_r[r_idx], z_c]
+    a_weights = [
+        torch.full((rb,), cfg.retain_weight / max(rb, 1), device=device),
+        torch.full((len(z_c),), cfg.retain_weight / max(rb, 1), device=device),
+    ]
+    if cfg.val_weight > 0:
+        anchors.append(z_v)
+        a_weights.append(torch.full((len(z_v),), cfg.val_weight / len(z_v), device=device))
+    z_anchor = torch.cat(anchors)
     with torch.no_grad():
-        p_retain = _log_softmax(teacher(z_r[r_idx]) / t)
-    z_all = torch.cat([z_f, z_r[r_idx]])
-    weights = torch.cat(
-        [
-            torch.full((n_f,), 1.0 / n_f, device=device),
-            torch.full((rb,), cfg.retain_weight / max(rb, 1), device=device),
-        ]
-    )
-    p_all = torch.cat([p_forget, p_retain])
+        p_anchor = _log_softmax(teacher(z_anchor) / t)
+    z_all = torch.cat([z_f, z_anchor])
+    weights = torch.cat([torch.full((n_f,), 1.0 / n_f, device=device), *a_weights])
+    p_all = torch.cat([p_forget, p_anchor])
     q_all = p_all.exp()
 
     def closure() -> torch.Tensor:
@@ -183,10 +340,10 @@ def lau_calibrated(
     # L-BFGS runs in rounds of ``recalibrate`` iterations (fresh curvature after each
     # recalibration); first-order optimisers take one step per iteration
     chunk = (cfg.recalibrate or cfg.iters) if cfg.optimizer == "lbfgs" else 1
-    done = 0
-    while done < cfg.iters:
+    done_iters = 0
+    while done_iters < cfg.iters:
         hooks.check()
-        if cfg.recalibrate and done and done % cfg.recalibrate == 0:
+        if cfg.recalibrate and done_iters and done_iters % cfg.recalibrate == 0:
             with torch.no_grad():
                 p_all[:n_f] = targets(desired(_true_conf(upper(z_v), y_v)))
                 q_all = p_all.exp()
@@ -194,14 +351,16 @@ def lau_calibrated(
             opt = torch.optim.LBFGS(
                 params,
                 lr=cfg.lr,
-                max_iter=min(chunk, cfg.iters - done),
+                max_iter=min(chunk, cfg.iters - done_iters),
                 history_size=cfg.history,
                 line_search_fn="strong_wolfe",
             )
         assert opt is not None
         opt.step(closure)  # type: ignore[arg-type]  # torch stubs want float; LBFGS takes a tensor
-        done += min(chunk, cfg.iters - done)
-        hooks.progress("unlearn", done / cfg.iters)
+        done_iters += min(chunk, cfg.iters - done_iters)
+        hooks.progress("unlearn", done_iters / cfg.iters)
+    if mostly:
+        info["class_bias_shift"] = _shift_class_bias(model, data, kept_share, device, cache)
     model.eval()
     clock.append(time.perf_counter())
     info["seconds"] = {
@@ -210,7 +369,99 @@ def lau_calibrated(
     }
     with torch.no_grad():
         info["forget_accuracy"] = float((upper(z_f).argmax(1) == y_f).float().mean() * 100)
-    return UnlearnResult(model, "lau-calibrated", asdict(cfg), 0.0, (), info=info)
+    return info
+
+
+@torch.enable_grad()
+def _shadow_shares(
+    model: SplitModel,
+    data: UnlearnData,
+    classes: tuple[int, ...],
+    device: torch.device,
+    cache: FeatureCache | None,
+    iters: int = 100,
+) -> dict[int, float]:
+    """Per class, the share of its val recall that a head retrained on the retain set keeps.
+
+    A fresh linear head (cross-entropy, L-BFGS) is fitted on the penultimate activations of
+    the retain set, in which the class is down to its remnant, and compared with the model's
+    own head on the class's val samples. The backbone still knows the class, so this errs on
+    the side of keeping it (BENCHMARKS.md, "Most of a class").
+    """
+    z_r, z_v = embed(model, data.retain, data.val, cut=1, device=device, cache=cache)
+    y_r, y_v = data.retain.y.to(device), data.val.y.to(device)
+    gen = torch.Generator().manual_seed(0)
+    head = nn.Linear(z_r.shape[1], data.num_classes).to(device)
+    with torch.no_grad():
+        head.weight.copy_(torch.randn(head.weight.shape, generator=gen) * 0.01)
+        head.bias.zero_()
+    mean, std = z_r.mean(0), z_r.std(0).clamp_min(1e-6)
+    x_r, x_v = (z_r - mean) / std, (z_v - mean) / std
+    opt = torch.optim.LBFGS(head.parameters(), max_iter=iters, line_search_fn="strong_wolfe")
+
+    def closure() -> torch.Tensor:
+        opt.zero_grad()
+        loss = F.cross_entropy(head(x_r), y_r) + 1e-3 * head.weight.square().sum()
+        loss.backward()
+        return loss
+
+    opt.step(closure)
+    out: dict[int, float] = {}
+    with torch.no_grad():
+        own = model.head(z_v).argmax(1)
+        fresh = head(x_v).argmax(1)
+        for k in classes:
+            rows = y_v == k
+            if not bool(rows.any()):
+                out[k] = 1.0
+                continue
+            base = float((own[rows] == k).float().mean())
+            kept = float((fresh[rows] == k).float().mean())
+            out[k] = min(1.0, kept / base) if base > 0 else 1.0
+    return out
+
+
+@torch.no_grad()
+def _shift_class_bias(
+    model: SplitModel,
+    data: UnlearnData,
+    kept_share: dict[int, float],
+    device: torch.device,
+    cache: FeatureCache | None,
+) -> dict[str, float]:
+    """Lower the head's bias of each mostly-forgotten class until its val recall falls to
+    ``kept_share`` of the original's (bisection; never raises a bias)."""
+    head = model.head
+    (z_v,) = embed(model, data.val, cut=1, device=device, cache=cache)
+    y_v = data.val.y.to(device)
+    out: dict[str, float] = {}
+    for k, share in kept_share.items():
+        rows = y_v == k
+        if not bool(rows.any()):
+            continue
+
+        def recall(delta: float, k: int = k, rows: torch.Tensor = rows) -> float:
+            logits = head(z_v[rows])
+            logits[:, k] += delta
+            return float((logits.argmax(1) == k).float().mean())
+
+        goal = share * recall(0.0)
+        lo, hi = -50.0, 0.0
+        if recall(0.0) <= goal:
+            out[str(k)] = 0.0
+            continue
+        for _ in range(30):
+            mid = (lo + hi) / 2
+            lo, hi = (mid, hi) if recall(mid) < goal else (lo, mid)
+        head.bias[k] += hi
+        out[str(k)] = round(hi, 4)
+    return out
+
+
+def _without(split: Split, classes: tuple[int, ...]) -> Split:
+    if not classes:
+        return split
+    return split.subset(~torch.isin(split.y, torch.tensor(classes, dtype=torch.long)))
 
 
 def _log_softmax(logits: torch.Tensor) -> torch.Tensor:
