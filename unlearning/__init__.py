@@ -6,6 +6,7 @@ See docs/ENGINE_API.md for how the service calls it.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -74,10 +75,12 @@ _LAZY = {
 
 def __getattr__(name: str) -> Any:
     """Names load on first use, so ``import unlearning.bench`` (``lethe bench --help``) does
-    not pay for torch and scikit-learn."""
+    not pay for torch and scikit-learn. Submodules (``ul.architectures``) load the same way."""
     module = _LAZY.get(name)
     if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        if importlib.util.find_spec(f"{__name__}.{name}") is None:
+            raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+        return importlib.import_module(f".{name}", __name__)
     value = getattr(importlib.import_module(module, __name__), name)
     globals()[name] = value
     return value

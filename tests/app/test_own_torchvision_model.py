@@ -23,7 +23,8 @@ torchvision = pytest.importorskip("torchvision")
 def _shapes_npz() -> bytes:
     import unlearning as ul
 
-    ds = ul.load_dataset("shapes", seed=0, n=40, n_val=12, n_test=12)
+    # the smallest held-out split registration accepts (ul.MIN_VAL)
+    ds = ul.load_dataset("shapes", seed=0, n=40, n_val=ul.MIN_VAL, n_test=12)
     arrays = {
         "x": ds.train.x.numpy(),
         "y": ds.train.y.numpy(),
