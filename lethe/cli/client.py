@@ -337,13 +337,14 @@ def audit_verify(
     from app.core.store import open_settings_store
 
     settings = get_settings()
+    factory = _factory()  # first: no deployment here is said as such, before any key is looked for
     try:
         key = checkpoints.public_key(pem_file=public_key, settings=settings)
         supplied = checkpoints.Checkpoint.parse(checkpoint.read_bytes()) if checkpoint else None
     except (OSError, ValueError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from exc
-    with _factory()() as session:
+    with factory() as session:
         found = checkpoints.verify_log(session, open_settings_store(settings), key, supplied)
         session.commit()  # keep what verify sealed
     v = found.chain

@@ -107,7 +107,7 @@ def test_two_workers_and_the_api_started_together_all_serve(
         with engine.connect() as conn:
             published = list(conn.scalars(select(ArchitectureSpec.arch_id)))
         engine.dispose()
-        assert sorted(published) == sorted(ul.list_architectures())
+        assert sorted(published) == ul.architectures.published_architectures()
     finally:
         for proc in started:
             proc.stop()
