@@ -3,8 +3,9 @@ the console's routes, so a new page or action is covered (or must be declared pu
 the moment it is added. Without a session a browser is sent to the sign-in form (303) and
 anything else gets 401; a revoked key's or a tampered session 401; the wrong scope 403; a
 key limited to other models finds no such request or model (404, as the API answers
-another portal's resources) or is refused (403); a POST without the session's CSRF token 403; the right
-session succeeds. The scopes are the API's: the same `page(scope)`/`action(scope)` table."""
+another portal's resources) or is refused (403); a POST without the session's CSRF
+token 403; the right session succeeds. The scopes are the API's: the same
+`page(scope)`/`action(scope)` table."""
 
 from __future__ import annotations
 
