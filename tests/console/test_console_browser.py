@@ -8,6 +8,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -123,7 +124,9 @@ def _status(base: str, key: str, rid: str) -> str:
     return str(r.json()["status"])
 
 
-def test_console_in_a_real_browser(browser: Any, console_server: Any, tmp_path: Path) -> None:
+def test_console_in_a_real_browser(
+    browser: Any, console_server: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
     base, keys = console_server.url, console_server.keys
     shots = Path(os.environ.get("LETHE_CONSOLE_SCREENSHOTS") or tmp_path / "screenshots")
     shots.mkdir(parents=True, exist_ok=True)
@@ -196,15 +199,31 @@ def test_console_in_a_real_browser(browser: Any, console_server: Any, tmp_path: 
     assert admin.page.get_by_text("evidence in pending litigation 2026-C-114").count() >= 1
     assert _status(base, keys["admin"], to_deny) == "denied"
 
-    # 5. release the job and watch the page move the other request to completed
+    # 5. release the job and watch the page move the other request to completed. On a
+    # quiet machine the job runs in less than the page's 1 s poll: it is held in its
+    # unlearning phase (the heartbeat keeps writing it) until the page has shown it running.
+    from workers import pipeline
+
+    shown = threading.Event()
+    set_phase = pipeline.Progress.set
+
+    def held_in_unlearning(self: Any, phase: str, inner: float = 0.0) -> None:
+        set_phase(self, phase, inner)
+        if phase == "unlearning":
+            shown.wait(timeout=120)
+
+    monkeypatch.setattr(pipeline.Progress, "set", held_in_unlearning)
     admin.go(f"/console/requests/{to_erase}")
     assert admin.page.locator("#status").inner_text() == "queued"
     console_server.dispatcher.release()
     # the poll reloads the page when the job starts, then shows its phase and percentage
     bar = admin.page.locator("progress#job-progress")
-    bar.wait_for(timeout=180_000)
-    assert admin.page.locator("#status").inner_text() == "running"
-    assert admin.page.locator(".progress .phase").inner_text() in PHASES
+    try:
+        bar.wait_for(timeout=180_000)
+        assert admin.page.locator("#status").inner_text() == "running"
+        assert admin.page.locator(".progress .phase").inner_text() in PHASES
+    finally:
+        shown.set()
     admin.page.locator("#status", has_text="completed").wait_for(timeout=180_000)
     admin.page.get_by_text("erased in version 2").wait_for()
     admin.shot("request-completed")
@@ -227,8 +246,11 @@ def test_console_in_a_real_browser(browser: Any, console_server: Any, tmp_path: 
     admin.shot("version")
     admin.go("/console/models/digits-cnn/versions/1")
     assert admin.page.locator("#not-recorded").count() == 1
+    # v1 was trained on the erased class: the console shows it retired (issue 14)
+    assert admin.page.locator(".badge.retired").count() == 1
     admin.go("/console/models/digits-cnn")
     assert admin.page.get_by_text("production").count() >= 1
+    assert admin.page.locator("tbody .badge.retired").count() == 1
     admin.shot("model")
 
     # 7. the audit chain: verify now, filter, export
