@@ -1,4 +1,4 @@
-"""Auth on every console route, as tests/app/test_auth_matrix.py does for the API: walks
+"""Auth on every console route, as tests/auth/test_auth_matrix.py does for the API: walks
 the console's routes, so a new page or action is covered (or must be declared public here)
 the moment it is added. Without a session a browser is sent to the sign-in form (303) and
 anything else gets 401; a revoked key's or a tampered session 401; the wrong scope 403; a

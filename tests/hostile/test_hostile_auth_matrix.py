@@ -1,7 +1,7 @@
 """The authorization matrix, completed: every route × {no key, revoked key, wrong scope,
 wrong model, right scope}.
 
-`tests/app/test_auth_matrix.py` walks every route for the refusals (401 without, with an
+`tests/auth/test_auth_matrix.py` walks every route for the refusals (401 without, with an
 unknown, malformed or revoked key; 403 with the wrong scope or a key limited to another
 model). This module adds the leg that proves those refusals are not a blanket "no": a key
 holding exactly the route's scope, limited to the model the route acts on, gets through
@@ -18,7 +18,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from app.core.openapi import scope_of
-from tests.app.test_auth_matrix import BODIES, PUBLIC, _fill, _operations
+from tests.auth.test_auth_matrix import BODIES, PUBLIC, _fill, _operations
 from tests.support.requests import dispatched_job, erasure_body, recording_app, training_ids
 from tests.support.service import create_key
 

@@ -19,7 +19,7 @@ def make_settings(data_dir: Path, database_url: str, **overrides: Any) -> Any:
         "heartbeat_timeout_s": 5.0,
         "housekeeping_interval_s": 1.0,
         # the tests' own bursts (8 threads plus polling) must not be shed; the shedding
-        # tests set their own limit (tests/app/test_shedding.py)
+        # tests set their own limit (tests/core/test_shedding.py)
         "max_in_flight_requests": 64,
     }
     values.update(overrides)
