@@ -135,15 +135,9 @@ def _acc(logits: torch.Tensor, y: torch.Tensor) -> float:
     return float((logits.argmax(1).cpu() == y).float().mean() * 100)
 
 
-def _true_conf(logits: torch.Tensor, y: torch.Tensor) -> np.ndarray:
+def true_label_confidence(logits: torch.Tensor, y: torch.Tensor) -> np.ndarray:
     p = F.softmax(logits.float(), dim=1).cpu()
     return p.gather(1, y[:, None]).flatten().numpy()
-
-
-def _without(split: Split, classes: tuple[int, ...]) -> Split:
-    if not classes:
-        return split
-    return split.subset(~torch.isin(split.y, torch.tensor(classes, dtype=torch.long)))
 
 
 @torch.no_grad()
@@ -164,7 +158,7 @@ def evaluate(
     if len(data.forget) == 0:
         return _evaluate_without_forget(model, data, device)
     forgotten = data.forgotten_classes
-    test, val = _without(data.test, forgotten), _without(data.val, forgotten)
+    test, val = data.test.without_classes(forgotten), data.val.without_classes(forgotten)
     mostly = tuple(mostly_forgotten_classes(data))
     z_r, z_f, z_v, z_t, z_all_t = embed(
         model, data.retain, data.forget, val, test, data.test, cut=1, device=device, cache=cache
@@ -173,9 +167,9 @@ def evaluate(
     l_r, l_f, l_v, l_t, l_all_t = (head(z) for z in (z_r, z_f, z_v, z_t, z_all_t))
     ua = 100 - _acc(l_f, data.forget.y)
     mia = mia_efficacy(
-        _true_conf(l_r, data.retain.y),
-        _true_conf(l_t, test.y),
-        _true_conf(l_f, data.forget.y),
+        true_label_confidence(l_r, data.retain.y),
+        true_label_confidence(l_t, test.y),
+        true_label_confidence(l_f, data.forget.y),
         seed=seed,
     )
     in_forgotten = torch.isin(data.test.y, torch.tensor(forgotten, dtype=torch.long))

@@ -22,11 +22,11 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from .architectures import SplitModel
 from .cache import FeatureCache, embed
-from .types import Split, UnlearnData
+from .metrics import true_label_confidence
+from .types import UnlearnData
 
 __all__ = ["EDGES", "QUANTILES", "confidence_histograms"]
 
@@ -61,12 +61,6 @@ def _summary(conf: np.ndarray, edges: np.ndarray) -> dict[str, object]:
     return {"n": len(conf), "counts": [int(c) for c in counts], "quantiles": quantiles}
 
 
-def _without(split: Split, classes: tuple[int, ...]) -> Split:
-    if not classes:
-        return split
-    return split.subset(~torch.isin(split.y, torch.tensor(classes, dtype=torch.long)))
-
-
 @torch.no_grad()
 def confidence_histograms(
     model: SplitModel,
@@ -77,7 +71,7 @@ def confidence_histograms(
     """Histograms (bins EDGES on [0, 1]) and quantiles of the true-label softmax
     probability ``model`` gives the forget, retain and held-out samples of ``data``."""
     model.eval()
-    held_out = _without(data.val, data.forgotten_classes)
+    held_out = data.val.without_classes(data.forgotten_classes)
     splits = {"forget": data.forget, "retain": data.retain, "held_out": held_out}
     present = {name: s for name, s in splits.items() if len(s)}
     features = embed(model, *present.values(), cut=1, device=device, cache=cache)
@@ -87,7 +81,6 @@ def confidence_histograms(
         conf = np.zeros(0)
         if name in present:
             z = features[list(present).index(name)]
-            p = F.softmax(model.head(z).float(), dim=1).cpu()
-            conf = p.gather(1, split.y[:, None]).flatten().numpy()
+            conf = true_label_confidence(model.head(z), split.y)
         groups[name] = _summary(conf, edges)
     return {"bins": [round(float(e), 4) for e in edges], "groups": groups}

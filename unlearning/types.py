@@ -68,6 +68,12 @@ class Split:
     def __len__(self) -> int:
         return len(self.ids)
 
+    def without_classes(self, classes: tuple[int, ...]) -> Split:
+        """The rows whose label is none of ``classes`` (itself when there are none)."""
+        if not classes:
+            return self
+        return self.subset(~torch.isin(self.y, torch.tensor(classes, dtype=torch.long)))
+
     def subset(self, index: torch.Tensor) -> Split:
         """Rows selected by a boolean mask or an index tensor (order kept)."""
         if index.dtype == torch.bool:

@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 import base64
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 from fastapi import (
     APIRouter,
@@ -235,6 +235,12 @@ def get_alias_history(alias: str, session: SessionDep, model: ModelDep) -> Alias
 
 
 _CHECKPOINT = "/{name}/versions/{number}/checkpoint"
+# what GET and HEAD of a checkpoint answer alike besides 200/206 (downloads.checkpoint_headers)
+_CHECKPOINT_REFUSALS: dict[int | str, dict[str, Any]] = {
+    304: {"description": "unchanged (If-None-Match matched the ETag)"},
+    410: {"description": "retired: a later version erased data it was trained on"},
+    416: {"description": "the Range lies outside the checkpoint (see Content-Range)"},
+}
 
 
 @router.get(
@@ -246,9 +252,7 @@ _CHECKPOINT = "/{name}/versions/{number}/checkpoint"
             "description": "the safetensors checkpoint",
         },
         206: {"description": "the requested byte range"},
-        304: {"description": "unchanged (If-None-Match matched the ETag)"},
-        410: {"description": "retired: a later version erased data it was trained on"},
-        416: {"description": "the Range lies outside the checkpoint (see Content-Range)"},
+        **_CHECKPOINT_REFUSALS,
     },
 )
 def download_checkpoint(
@@ -294,9 +298,7 @@ def download_checkpoint(
     responses={
         200: {"description": "the checkpoint's headers: ETag, Content-Length, Repr-Digest"},
         206: {"description": "the headers of the requested byte range"},
-        304: {"description": "unchanged (If-None-Match matched the ETag)"},
-        410: {"description": "retired: a later version erased data it was trained on"},
-        416: {"description": "the Range lies outside the checkpoint (see Content-Range)"},
+        **_CHECKPOINT_REFUSALS,
     },
 )
 def checkpoint_headers(

@@ -133,7 +133,7 @@ def lau_calibrated(
     if cfg.rank not in ("flip", "margin", "confidence"):
         raise ValueError(f"rank must be 'flip', 'margin' or 'confidence', got {cfg.rank!r}")
     forgotten = data.forgotten_classes
-    val = _without(data.val, forgotten)
+    val = data.val.without_classes(forgotten)
     if len(data.forget) and len(val) < MIN_VAL:
         raise ValueError(
             f"lau-calibrated needs at least {MIN_VAL} held-out (val) samples of the kept "
@@ -456,12 +456,6 @@ def _shift_class_bias(
         head.bias[k] += hi
         out[str(k)] = round(hi, 4)
     return out
-
-
-def _without(split: Split, classes: tuple[int, ...]) -> Split:
-    if not classes:
-        return split
-    return split.subset(~torch.isin(split.y, torch.tensor(classes, dtype=torch.long)))
 
 
 def _log_softmax(logits: torch.Tensor) -> torch.Tensor:
