@@ -7,9 +7,9 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
-from sqlalchemy import update
 
 from tests.support.requests import erasure_body, training_ids
+from tests.support.rows import backdate, update_request
 
 
 def at(y: int, m: int, d: int, h: int = 12) -> datetime:
@@ -50,20 +50,6 @@ def test_days_left_rounds_up_and_goes_negative() -> None:
     assert days_left(now - timedelta(days=2), now) == -2
 
 
-def _received(rt: Any, request_id: str, when: datetime) -> None:
-    """Backdate a request's receipt (and its one-month deadline) as if it came then."""
-    from app.core.db import session_scope
-    from app.core.deadlines import add_months
-    from app.erasure_requests.models import ErasureRequest
-
-    with session_scope(rt.session_factory, None) as s:
-        s.execute(
-            update(ErasureRequest)
-            .where(ErasureRequest.id == request_id)
-            .values(received_at=when, due_at=add_months(when, 1))
-        )
-
-
 def test_extend_once_by_at_most_two_months_from_receipt(
     api_client: Any, seeded: Any, admin_headers: dict[str, str]
 ) -> None:
@@ -73,7 +59,7 @@ def test_extend_once_by_at_most_two_months_from_receipt(
         headers=admin_headers,
     ).json()
     rid = created["id"]
-    _received(seeded, rid, at(2026, 11, 30))
+    backdate(seeded, rid, at(2026, 11, 30))
     url = f"/v1/erasure-requests/{rid}"
     assert api_client.get(url, headers=admin_headers).json()["due_at"].startswith("2026-12-30")
     for months in (0, 3):
@@ -150,20 +136,14 @@ def test_deny_with_a_ground_and_reason(
 def test_running_requests_cannot_be_denied(
     api_client: Any, seeded: Any, admin_headers: dict[str, str]
 ) -> None:
-    from app.core.db import session_scope
-    from app.erasure_requests.models import ErasureRequest, RequestStatus
+    from app.erasure_requests.models import RequestStatus
 
     rid = api_client.post(
         "/v1/erasure-requests",
         json=erasure_body(training_ids(seeded, limit=1)),
         headers=admin_headers,
     ).json()["id"]
-    with session_scope(seeded.session_factory, None) as s:
-        s.execute(
-            update(ErasureRequest)
-            .where(ErasureRequest.id == rid)
-            .values(status=RequestStatus.running)
-        )
+    update_request(seeded, rid, status=RequestStatus.running)
     resp = api_client.post(
         f"/v1/erasure-requests/{rid}/deny",
         json={"ground": "legal_obligation", "reason": "x"},
@@ -192,8 +172,8 @@ def test_overdue_filter_and_gauge(
         for i in ids
     )
     long_ago = datetime.now(UTC) - timedelta(days=45)
-    _received(seeded, late, long_ago)
-    _received(seeded, denied, long_ago)
+    backdate(seeded, late, long_ago)
+    backdate(seeded, denied, long_ago)
     api_client.post(
         f"/v1/erasure-requests/{denied}/deny",
         json={"ground": "legal_claims", "reason": "x"},

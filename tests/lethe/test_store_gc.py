@@ -10,6 +10,8 @@ import pytest
 from sqlalchemy import select
 from typer.testing import CliRunner
 
+from tests.support.rows import add_model
+
 
 def _gc(monkeypatch: pytest.MonkeyPatch, settings: Any, *args: str) -> str:
     from lethe.cli.main import app
@@ -24,20 +26,16 @@ def test_store_gc_deletes_only_unreferenced_blobs(
     seeded: Any, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from app.core.db import session_scope
-    from app.registry.models import Model, ModelVersion
+    from app.registry.models import ModelVersion
 
     store = seeded.store
     training_set = store.put_blob(b"an uploaded training set a model record points at")
+    add_model(
+        seeded,
+        "uploaded",
+        dataset_params={"blob": training_set, "num_classes": 10},
+    )
     with session_scope(seeded.session_factory, None) as s:
-        s.add(
-            Model(
-                name="uploaded",
-                architecture="digits-cnn",
-                num_classes=10,
-                dataset_id="npz",
-                dataset_params={"blob": training_set, "num_classes": 10},
-            )
-        )
         shas = list(s.scalars(select(ModelVersion.checkpoint_sha256)))
     orphans = sorted(store.put_blob(f"crashed put, tensor {i}".encode()) for i in range(3))
 

@@ -11,19 +11,12 @@ from typing import Any
 from sqlalchemy import select
 
 from tests.support.requests import erasure_body, training_ids, wait_for_status
+from tests.support.rows import stored_job
 from tests.support.service import create_key
 from tests.support.services import wait_until
 from tests.workers.reliability_checks import assert_single_chain, submit_concurrently
 
 NO_GATE = {"policy_max_ta_drop": 100.0}  # these tests are about delivery, not quality
-
-
-def _job(rt: Any, job_id: str) -> Any:
-    from app.core.db import session_scope
-    from app.jobs.models import Job
-
-    with session_scope(rt.session_factory, None) as s:
-        return s.get(Job, job_id)
 
 
 def _audit_types(rt: Any) -> list[tuple[str, str | None, dict]]:
@@ -87,7 +80,7 @@ def test_worker_killed_mid_job_is_reaped_and_completes_once(distributed: Any) ->
         distributed.worker("rescuer", beat=True)
         done = wait_for_status(client, request_id, headers, timeout=180)
     assert done["result_version"] == 2
-    job = _job(rt, job_id)
+    job = stored_job(rt, job_id)
     assert job.status.value == "succeeded" and job.attempts == 2
     versions = client.get("/v1/models/digits-cnn/versions", headers=headers).json()["items"]
     assert [v["number"] for v in versions] == [1, 2]

@@ -3,7 +3,6 @@ cumulative forget set, idempotent publishing, and Celery settings for long GPU j
 
 from __future__ import annotations
 
-import uuid
 from typing import Any
 
 import pytest
@@ -12,6 +11,7 @@ from sqlalchemy.exc import IntegrityError
 
 from tests.support.checkpoints import accuracy_and_confidence, load_model
 from tests.support.requests import download, erasure_body, training_ids, wait_for_status
+from tests.support.rows import add_job
 
 
 @pytest.mark.overrides(batch_window_s=3.0, policy_max_ta_drop=100.0)
@@ -34,19 +34,12 @@ def test_requests_inside_the_window_share_one_job(
 
 
 def test_the_database_refuses_a_second_active_job_per_model(seeded: Any) -> None:
-    from app.core.db import session_scope
-    from app.jobs.models import Job, JobStatus
-    from app.registry.models import Model
+    from app.jobs.models import JobStatus
 
-    def add(status: JobStatus) -> None:
-        with session_scope(seeded.session_factory, None) as s:
-            model_id = s.scalar(select(Model.id))
-            s.add(Job(id=str(uuid.uuid4()), model_id=model_id, status=status, max_attempts=1))
-
-    add(JobStatus.running)
-    add(JobStatus.succeeded)  # finished jobs do not count
+    add_job(seeded, JobStatus.running)
+    add_job(seeded, JobStatus.succeeded)  # finished jobs do not count
     with pytest.raises(IntegrityError):
-        add(JobStatus.queued)
+        add_job(seeded, JobStatus.queued)
 
 
 def test_each_job_forgets_everything_erased_earlier_in_the_lineage(
