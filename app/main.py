@@ -16,16 +16,16 @@ from app.auth.gate import AuthGate, RouteTable
 from app.callbacks.router import router as callbacks_router
 from app.callbacks.router import webhooks_router
 from app.console.app import install as install_console
-from app.core.admission import AdmissionLimit
 from app.core.after_commit import Dispatcher
 from app.core.config import Settings, get_settings
 from app.core.db import make_engine, make_session_factory
 from app.core.errors import install_error_handlers
-from app.core.json_body import JsonBodyGuard
 from app.core.openapi import install_openapi
 from app.core.store import open_settings_store
 from app.erasure_requests.router import router as requests_router
 from app.health.router import router as health_router
+from app.http.admission import AdmissionLimit
+from app.http.json_body import JsonBodyGuard
 from app.idempotency.middleware import IdempotencyMiddleware
 from app.jobs.router import router as jobs_router
 from app.jobs.scheduler import scheduler

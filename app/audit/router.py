@@ -14,8 +14,8 @@ from app.audit.schemas import (
     InclusionProof,
 )
 from app.auth.service import Client
-from app.core.deps import SessionDep, require
 from app.core.errors import BadRequest, NotFound
+from app.http.deps import SessionDep, require
 
 router = APIRouter(prefix="/v1/audit", tags=["audit"])
 Auditor = Annotated[Client, Depends(require("audit:read"))]

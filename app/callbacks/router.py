@@ -21,9 +21,9 @@ from app.callbacks.schemas import (
     WebhookList,
     WebhookRead,
 )
-from app.core.deps import SessionDep, SettingsDep, require
 from app.core.errors import NotFound
 from app.erasure_requests import service as requests_service
+from app.http.deps import SessionDep, SettingsDep, require
 from app.registry import service as registry
 from app.registry.models import Model
 

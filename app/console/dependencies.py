@@ -17,8 +17,8 @@ from starlette.concurrency import run_in_threadpool
 
 from app.auth.service import Client, client_of_key
 from app.console.session import COOKIE, Sessions, SessionToken
-from app.core.deps import SessionDep
 from app.core.errors import Forbidden, Unauthorized
+from app.http.deps import SessionDep
 from app.registry import service as registry
 from app.registry.models import Model
 

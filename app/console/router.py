@@ -39,12 +39,12 @@ from app.console.dependencies import (
 )
 from app.console.session import COOKIE, SIGNIN_COOKIE
 from app.core.db import utcnow
-from app.core.deps import SessionDep
 from app.core.errors import Forbidden, NotFound, Unauthorized
 from app.erasure_requests import lifecycle
 from app.erasure_requests import service as requests
 from app.erasure_requests.models import FINAL_STATUSES, RequestStatus
 from app.erasure_requests.schemas import DenialGround
+from app.http.deps import SessionDep
 from app.registry import service as registry
 from app.registry.schemas import MAX_VERSION
 

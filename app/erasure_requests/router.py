@@ -8,7 +8,6 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Query, Response, status
 
 from app.auth.service import Client
-from app.core.deps import SessionDep, SettingsDep, require
 from app.erasure_requests import lifecycle, receipts, service
 from app.erasure_requests.models import RequestStatus
 from app.erasure_requests.schemas import (
@@ -19,6 +18,7 @@ from app.erasure_requests.schemas import (
     ErasureRequestList,
     ErasureRequestRead,
 )
+from app.http.deps import SessionDep, SettingsDep, require
 
 router = APIRouter(prefix="/v1/erasure-requests", tags=["erasure requests"])
 Writer = Annotated[Client, Depends(require("erasure:write"))]

@@ -7,9 +7,9 @@ from fastapi import APIRouter, Depends
 from sqlalchemy import select
 
 from app.auth.service import Client
-from app.core.deps import SessionDep, require
 from app.core.errors import NotFound
 from app.erasure_requests.models import ErasureRequest
+from app.http.deps import SessionDep, require
 from app.jobs import service
 from app.jobs.schemas import JobRead
 from app.registry.models import Model

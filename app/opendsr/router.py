@@ -21,8 +21,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from app.auth.service import Client
 from app.core.config import Settings
 from app.core.db import utcnow
-from app.core.deps import SessionDep, SettingsDep, require
 from app.core.errors import LetheError
+from app.http.deps import SessionDep, SettingsDep, require
 from app.opendsr import keys, service
 from app.opendsr.mapping import API_VERSION, rfc3339
 from app.opendsr.schemas import (

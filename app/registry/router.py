@@ -19,8 +19,8 @@ from fastapi.responses import StreamingResponse
 
 from app.audit import service as audit
 from app.auth.service import Client
-from app.core.deps import SessionDep, SettingsDep, require
 from app.core.errors import BadRequest, NotFound
+from app.http.deps import SessionDep, SettingsDep, require
 from app.registry import downloads, registration, service
 from app.registry.models import Model, ModelVersion
 from app.registry.schemas import (

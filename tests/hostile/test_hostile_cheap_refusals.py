@@ -24,7 +24,7 @@ def _big_body(limit: int) -> bytes:
 
 @pytest.fixture
 def parses(monkeypatch: pytest.MonkeyPatch) -> list[int]:
-    from app.core import json_body
+    from app.http import json_body
 
     seen: list[int] = []
     real = json_body.problem
