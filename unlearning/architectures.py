@@ -49,7 +49,8 @@ class SplitModel(nn.Module):
         self.arch_id = arch_id
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.head(self.features(x))
+        logits: torch.Tensor = self.head(self.features(x))
+        return logits
 
     @property
     def num_classes(self) -> int:

@@ -413,7 +413,7 @@ def _summarise(
         }
         if "target_gap" in out:
             out["target_met"] = bool(out["methods"]["default"]["avg_gap"] <= out["target_gap"])
-    return _json_safe(out)
+    return _json_dict(out)
 
 
 def run_benchmark(
@@ -518,7 +518,7 @@ def run_cost_growth(
             )
             retrain_s.append(res.elapsed_s)
             log(f"  seed {seed} retrain: {res.elapsed_s:.1f}s")
-    return _json_safe(
+    return _json_dict(
         {
             "dataset": dataset,
             "train_samples": n_train,
@@ -542,6 +542,10 @@ def run_cost_growth(
             else None,
         }
     )
+
+
+def _json_dict(obj: dict[str, Any]) -> dict[str, Any]:
+    return {k: _json_safe(v) for k, v in obj.items()}
 
 
 def _json_safe(obj: Any) -> Any:

@@ -97,7 +97,8 @@ class Preprocess:
         if self.center_crop is not None:
             steps.append(v2.CenterCrop(self.center_crop))
         steps += [v2.ToDtype(torch.float32, scale=True), v2.Normalize(self.mean, self.std)]
-        return v2.Compose(steps)
+        compose: Callable[[Any], torch.Tensor] = v2.Compose(steps)  # torchvision is untyped
+        return compose
 
 
 class _Convert:

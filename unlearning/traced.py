@@ -109,7 +109,8 @@ class _Trace:
         live = [n for n in self.nodes[:at] if self._last_use.get(n, -1) >= at]
         if len(live) != 1 or live[0].op == "get_attr":
             return None
-        return live[0]
+        node: fx.Node = live[0]
+        return node
 
     def _has_params(self, lo: int, hi: int, model: nn.Module) -> bool:
         for n in self.nodes[lo:hi]:

@@ -75,7 +75,8 @@ def fit(
     ce = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
 
     def loss(batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
-        return ce(model(batch[0]), batch[1])
+        value: torch.Tensor = ce(model(batch[0]), batch[1])
+        return value
 
     run_loop(
         optimizer=opt,
