@@ -46,6 +46,7 @@ DEFAULT_ARCH = {
     "sklearn-digits": "digits-cnn",
     "mnist1d": "mnist1d-cnn",
     "synthetic-cifar": "resnet18-cifar",
+    "digits-rgb32": "torchvision:resnet18",
 }
 DATASET_ALIASES = {"digits": "sklearn-digits", "sklearn_digits": "sklearn-digits"}
 REGIMES: dict[str, dict[str, Any]] = {
@@ -53,6 +54,8 @@ REGIMES: dict[str, dict[str, Any]] = {
     # retrain gets ~11 % of a random forget set wrong here (like CIFAR-10's 5 %), not ~4 %
     "mnist1d-hard": {"dataset": "mnist1d", "params": {"num_samples": 3000}, "train_epochs": 10},
     "digits": {"dataset": "sklearn-digits", "params": {}, "train_epochs": None},
+    # CIFAR-shaped (3x32x32) images with a real class structure, on torchvision's ResNet-18
+    "images": {"dataset": "digits-rgb32", "params": {}, "train_epochs": None},
 }
 SUITE_SCENARIOS = (
     "class:7",
@@ -676,7 +679,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument(
         "--dataset",
         default="mnist1d",
-        help="dataset id: mnist1d, sklearn-digits (alias digits), synthetic-cifar, npz",
+        help="dataset id: mnist1d, sklearn-digits (alias digits), digits-rgb32, shapes, "
+        "synthetic-cifar, npz",
     )
     p.add_argument(
         "--scenario",

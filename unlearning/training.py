@@ -40,6 +40,9 @@ _RECIPES: dict[str, TrainRecipe] = {
     "resnet18-cifar": TrainRecipe(
         epochs=182, lr=0.1, batch_size=256, weight_decay=5e-4, optimizer="sgd"
     ),
+    # torchvision's ResNet-18 on small (32x32) images, sized for CPU benchmarks: 8 epochs of
+    # AdamW reach ~100% train and ~85-90% test accuracy on `digits-rgb32`.
+    "torchvision:resnet18": TrainRecipe(epochs=8, lr=1e-3, batch_size=64, weight_decay=5e-4),
 }
 
 
