@@ -62,3 +62,18 @@ def test_synthetic_cifar_is_cifar_shaped_and_deterministic() -> None:
     assert a.train.x.shape == (40, 3, 32, 32) and a.input_shape == (3, 32, 32)
     assert torch.equal(a.train.x, b.train.x) and a.train.ids == b.train.ids
     assert len(a.val) == len(a.test) == 8
+
+
+def test_digits_rgb32_is_cifar_shaped_deterministic_and_keeps_the_digits_classes() -> None:
+    a = ul.load_dataset("digits-rgb32", seed=4)
+    b = ul.load_dataset("digits-rgb32", seed=4)
+    c = ul.load_dataset("digits-rgb32", seed=5)
+    assert a.input_shape == (3, 32, 32) == tuple(a.train.x.shape[1:]) and a.num_classes == 10
+    assert a.train.ids == b.train.ids and torch.equal(a.train.x, b.train.x)
+    assert not torch.equal(a.train.x[:10], c.train.x[:10])  # another seed, other colours
+    # the same samples as scikit-learn's digits, with their labels, in the same splits
+    digits = ul.load_dataset("sklearn-digits", seed=4)
+    assert [i.split("-")[1] for i in a.val.ids] == [i.split("-")[1] for i in digits.val.ids]
+    assert torch.equal(a.val.y, digits.val.y)
+    assert len(a.val) >= ul.MIN_VAL  # large enough to calibrate on
+    assert Counter(a.train.y.tolist()).keys() == set(range(10))
