@@ -259,7 +259,10 @@ def checkpoint_now(
                     "audit log no longer matches checkpoint %s: %s", latest.size, finding.reason
                 )
                 return None
-        if not audit.verify(session=session).ok:
+        # the events it did not sign yet must extend the chain: links and content checked
+        # from the newest checkpoint on (what came before is fixed by its signed root)
+        after, prev = (latest.size, latest.head_hash) if latest else (0, audit.GENESIS)
+        if not audit.check_chain(session=session, after=after, prev_hash=prev).ok:
             log.error("audit chain does not verify: no checkpoint is signed")
             return None
         made = make(session, key)
@@ -296,16 +299,18 @@ class Proof:
     checkpoint: Checkpoint
 
 
+def stored(store: Any, size: int) -> Checkpoint | None:
+    """The checkpoint of `size` events in the store, None when there is none."""
+    try:
+        return Checkpoint.parse(store.get_record(record_key(size)))
+    except Exception:
+        return None
+
+
 def proof(session: Session, store: Any, *, seq: int, size: int | None = None) -> Proof | None:
     """The inclusion proof of event `seq` in checkpoint `size` (the newest when None);
     None when there is no such checkpoint or it does not cover the event."""
-    if size is None:
-        cp = newest(store)
-    else:
-        try:
-            cp = Checkpoint.parse(store.get_record(record_key(size)))
-        except Exception:
-            return None
+    cp = newest(store) if size is None else stored(store, size)
     if cp is None or not 1 <= seq <= cp.size:
         return None
     have = leaves(session, cp.size)
