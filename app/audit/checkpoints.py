@@ -190,6 +190,23 @@ def newest(store: Any) -> Checkpoint | None:
     return Checkpoint.parse(store.get_record(keys[-1]))
 
 
+def reference(store: Any, seq: int | None = None) -> dict[str, Any]:
+    """What callbacks and receipts hand out: the newest signed checkpoint of `store` (None
+    before the first, or without a store) with where to fetch it again, the public key and
+    inclusion proofs (of event `seq` when given and covered), for a receiver to keep and
+    check offline."""
+    cp = newest(store) if store is not None else None
+    ref: dict[str, Any] = {"checkpoint": None, "public_key_url": "/v1/audit/public-key"}
+    if cp is not None:
+        ref["checkpoint"] = json.loads(cp.to_json())
+        ref["checkpoint_url"] = f"/v1/audit/checkpoints/{cp.size}"
+        if seq is None:
+            ref["proof_url"] = f"/v1/audit/events/{{seq}}/proof?size={cp.size}"
+        elif seq <= cp.size:
+            ref["proof_url"] = f"/v1/audit/events/{seq}/proof?size={cp.size}"
+    return ref
+
+
 @dataclass(frozen=True)
 class Finding:
     ok: bool

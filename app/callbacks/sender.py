@@ -142,20 +142,13 @@ def _pinned(url: str, address: targets.IPAddress) -> tuple[httpx.URL, dict[str, 
 
 
 def audit_reference(store: Any, settings: Settings) -> dict[str, Any]:
-    """What every callback carries about the audit log: the newest signed checkpoint (None
-    before the first) and where to fetch it, the public key and inclusion proofs, so a
-    receiver can keep it and check it offline (docs/SECURITY.md)."""
+    """The newest signed audit checkpoint and where to fetch it (`checkpoints.reference`);
+    without it when the store does not answer: the callback goes out all the same."""
     try:
-        cp = checkpoints.newest(store if store is not None else open_settings_store(settings))
-    except Exception:  # the store is unreachable: the callback goes out without it
+        return checkpoints.reference(store if store is not None else open_settings_store(settings))
+    except Exception:
         log.warning("no audit checkpoint for callbacks: the store did not answer", exc_info=True)
-        cp = None
-    ref: dict[str, Any] = {"checkpoint": None, "public_key_url": "/v1/audit/public-key"}
-    if cp is not None:
-        ref["checkpoint"] = json.loads(cp.to_json())
-        ref["checkpoint_url"] = f"/v1/audit/checkpoints/{cp.size}"
-        ref["proof_url"] = f"/v1/audit/events/{{seq}}/proof?size={cp.size}"
-    return ref
+        return checkpoints.reference(None)
 
 
 def with_audit(body: str, protocol: DeliveryProtocol, reference: dict[str, Any]) -> str:

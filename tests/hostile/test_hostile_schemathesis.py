@@ -9,17 +9,25 @@ upload gets generated form fields and bytes, which must be refused cleanly.
 
 Checks, all on every case:
 - `not_a_server_error`: no 5xx (an exception raised through the ASGI app counts too);
+  the server errors are also counted, and the count must be 0;
 - `status_code_conformance`, `content_type_conformance`, `response_schema_conformance`:
   the status is documented, the media type is the one documented for it, the body fits;
 - `negative_data_rejection`: data that violates the schema is refused with a 4xx;
+- `positive_data_acceptance`: data that fits the schema is not refused for its form. Every
+  such refusal is counted ("valid data rejected"; it must be 0: the document expresses
+  the formats the API enforces: cursors, Idempotency-Key, OpenDSR's request type,
+  identities and extension, the one-of selector, sample ids, model names, callback URLs,
+  checkpoints). Refusals for what a well-formed request *names* are counted apart by kind
+  (`NOT_FORMAT`): a model or architecture that is not registered, sample ids the model
+  was not trained on, a callback host that does not resolve here, an Idempotency-Key the
+  generator reused with another body. No document can say which of those exist;
 - `ignored_auth`: an operation that answered 2xx refuses the same call without the key;
 - `unsupported_method`: a method the path does not document gets 405.
-Left out: `positive_data_acceptance` (schema-valid data names models and ids that do not
-exist, which the API rightly refuses), `max_response_time` (timings belong in
-BENCHMARKS.md, not in a CI assertion), `response_headers_conformance` and
-`missing_required_header` (no response headers or required header parameters are
-documented, so they check nothing), and the stateful checks (`use_after_free`,
-`ensure_resource_availability`), which need link-driven stateful runs.
+Left out: `max_response_time` (timings belong in BENCHMARKS.md, not in a CI assertion),
+`response_headers_conformance` and `missing_required_header` (no response headers or
+required header parameters are documented, so they check nothing), and the stateful
+checks (`use_after_free`, `ensure_resource_availability`), which need link-driven
+stateful runs.
 
 Failures are collected per operation (first of each kind) and reported together, so one
 run lists everything to fix. The number of generated cases is printed; BENCHMARKS.md
