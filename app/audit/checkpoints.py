@@ -23,6 +23,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -149,8 +150,11 @@ def leaves(session: Session, size: int | None = None) -> list[bytes]:
     return [bytes.fromhex(h) if _hex(h) else h.encode() for _, h in rows]
 
 
+_HEX64 = re.compile("[0-9a-f]{64}")
+
+
 def _hex(value: str) -> bool:
-    return len(value) == 64 and all(c in "0123456789abcdef" for c in value)
+    return _HEX64.fullmatch(value) is not None
 
 
 def make(session: Session, key: SigningKey) -> Checkpoint | None:

@@ -86,7 +86,9 @@ class WalkState:
 
     @property
     def percent(self) -> int:
-        return 100 if not self.total else min(100, self.checked * 100 // self.total)
+        if not self.total:
+            return 0 if self.running else 100
+        return min(100, self.checked * 100 // self.total)
 
 
 class FullWalk:

@@ -19,6 +19,7 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, StreamingResponse
 from fastapi.templating import Jinja2Templates
+from starlette.background import BackgroundTask
 
 from app.audit import service as audit
 from app.audit import verification
@@ -411,11 +412,18 @@ def audit_verify(request: Request, session: SessionDep, viewer: AuditAction) -> 
     event started in the background (its progress shows on the page)."""
     state = request.app.state
     quick = verification.quick_check(session=session, store=state.store, key=state.audit_key.public)
-    _full_walk(request).start(
-        session_factory=state.session_factory, store=state.store, key=state.audit_key.public
-    )
+    walk = _full_walk(request)
     context = _audit_context(request, session, viewer, None, None, 0)
-    return render(request, "audit.html", viewer, quick=quick, **context)
+    if not walk.state.running:  # shown as starting; it starts once the page is sent
+        context["walk"] = verification.WalkState(running=True, started_at=utcnow())
+    page = render(request, "audit.html", viewer, quick=quick, **context)
+    page.background = BackgroundTask(
+        walk.start,
+        session_factory=state.session_factory,
+        store=state.store,
+        key=state.audit_key.public,
+    )
+    return page
 
 
 @router.get("/audit/export.jsonl")
