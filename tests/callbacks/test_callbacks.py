@@ -191,6 +191,7 @@ def test_a_model_webhook_fires_when_a_version_is_published(
         assert event["data"]["model"] == "digits-cnn"
         assert event["data"]["version"] == 2 and event["data"]["parent"] == 1
         assert event["data"]["request_ids"] == [accepted["id"]]
+
         # alias.moved was not subscribed, so only the one event came
         def recorded() -> list[Any] | None:  # the attempt is recorded once the POST returned
             items = embedded_client.get(
