@@ -23,6 +23,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -149,8 +150,11 @@ def leaves(session: Session, size: int | None = None) -> list[bytes]:
     return [bytes.fromhex(h) if _hex(h) else h.encode() for _, h in rows]
 
 
+_HEX64 = re.compile("[0-9a-f]{64}")
+
+
 def _hex(value: str) -> bool:
-    return len(value) == 64 and all(c in "0123456789abcdef" for c in value)
+    return _HEX64.fullmatch(value) is not None
 
 
 def make(session: Session, key: SigningKey) -> Checkpoint | None:
@@ -188,6 +192,23 @@ def newest(store: Any) -> Checkpoint | None:
     if not keys:
         return None
     return Checkpoint.parse(store.get_record(keys[-1]))
+
+
+def reference(store: Any, seq: int | None = None) -> dict[str, Any]:
+    """What callbacks and receipts hand out: the newest signed checkpoint of `store` (None
+    before the first, or without a store) with where to fetch it again, the public key and
+    inclusion proofs (of event `seq` when given and covered), for a receiver to keep and
+    check offline."""
+    cp = newest(store) if store is not None else None
+    ref: dict[str, Any] = {"checkpoint": None, "public_key_url": "/v1/audit/public-key"}
+    if cp is not None:
+        ref["checkpoint"] = json.loads(cp.to_json())
+        ref["checkpoint_url"] = f"/v1/audit/checkpoints/{cp.size}"
+        if seq is None:
+            ref["proof_url"] = f"/v1/audit/events/{{seq}}/proof?size={cp.size}"
+        elif seq <= cp.size:
+            ref["proof_url"] = f"/v1/audit/events/{seq}/proof?size={cp.size}"
+    return ref
 
 
 @dataclass(frozen=True)
@@ -259,7 +280,10 @@ def checkpoint_now(
                     "audit log no longer matches checkpoint %s: %s", latest.size, finding.reason
                 )
                 return None
-        if not audit.verify(session=session).ok:
+        # the events it did not sign yet must extend the chain: links and content checked
+        # from the newest checkpoint on (what came before is fixed by its signed root)
+        after, prev = (latest.size, latest.head_hash) if latest else (0, audit.GENESIS)
+        if not audit.check_chain(session=session, after=after, prev_hash=prev).ok:
             log.error("audit chain does not verify: no checkpoint is signed")
             return None
         made = make(session, key)
@@ -296,16 +320,18 @@ class Proof:
     checkpoint: Checkpoint
 
 
+def stored(store: Any, size: int) -> Checkpoint | None:
+    """The checkpoint of `size` events in the store, None when there is none."""
+    try:
+        return Checkpoint.parse(store.get_record(record_key(size)))
+    except Exception:
+        return None
+
+
 def proof(session: Session, store: Any, *, seq: int, size: int | None = None) -> Proof | None:
     """The inclusion proof of event `seq` in checkpoint `size` (the newest when None);
     None when there is no such checkpoint or it does not cover the event."""
-    if size is None:
-        cp = newest(store)
-    else:
-        try:
-            cp = Checkpoint.parse(store.get_record(record_key(size)))
-        except Exception:
-            return None
+    cp = newest(store) if size is None else stored(store, size)
     if cp is None or not 1 <= seq <= cp.size:
         return None
     have = leaves(session, cp.size)

@@ -80,8 +80,6 @@ def verify_against_checkpoint(
     supplied = checkpoints.Checkpoint(
         body.size, body.root, body.head_hash, body.time, body.key_id, body.signature
     )
-    if body.origin != checkpoints.ORIGIN:
-        raise BadRequest(f"not a Lethe audit checkpoint (origin {body.origin!r})")
     return _verified(session, request, supplied)
 
 
@@ -100,6 +98,18 @@ def latest_checkpoint(request: Request, client: Auditor) -> CheckpointRead:
     if newest is None:
         raise NotFound("the audit log is empty: nothing to checkpoint yet")
     return CheckpointRead.model_validate(newest)
+
+
+@router.get("/checkpoints/{size}", response_model=CheckpointRead)
+def checkpoint_of_size(
+    size: Annotated[int, Path(ge=1, le=2**62)], request: Request, client: Auditor
+) -> CheckpointRead:
+    """The signed checkpoint of the log's first `size` events, as written to the store (the
+    one a callback named)."""
+    found = checkpoints.stored(request.app.state.store, size)
+    if found is None:
+        raise NotFound(f"no checkpoint of {size} events")
+    return CheckpointRead.model_validate(found)
 
 
 @router.get(

@@ -1,9 +1,9 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class AuditEventRead(BaseModel):
@@ -23,19 +23,24 @@ class AuditList(BaseModel):
     next_cursor: str | None
 
 
+HEX64 = "^[0-9a-f]{64}$"
+
+
 class CheckpointRead(BaseModel):
     """A signed checkpoint: the log's first `size` events hash to `root` (RFC 9162 Merkle
     tree over their chain hashes); `signature` is Ed25519 over the canonical JSON of the
     other fields (sorted keys, no spaces), by the key at `GET /v1/audit/public-key`."""
 
     model_config = ConfigDict(from_attributes=True)
-    origin: str = "lethe-audit-log/v1"
-    size: int
-    root: str
-    head_hash: str
-    time: str
-    key_id: str
-    signature: str
+    origin: Literal["lethe-audit-log/v1"] = "lethe-audit-log/v1"
+    size: int = Field(ge=1, le=2**62)
+    root: str = Field(pattern=HEX64)
+    head_hash: str = Field(pattern=HEX64)
+    time: str = Field(pattern=r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}Z$")
+    key_id: str = Field(pattern="^[0-9a-f]{16}$")
+    signature: str = Field(
+        pattern="^[A-Za-z0-9+/]{86}==$", description="base64 of the 64-byte Ed25519 signature"
+    )
 
 
 class InclusionProof(BaseModel):

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -24,6 +24,7 @@ from sqlalchemy import (
     ColumnElement,
     FromClause,
     Insert,
+    Row,
     Table,
     bindparam,
     delete,
@@ -182,28 +183,43 @@ class Verification:
     reason: str | None = None
 
 
-def _walk(session: Session, batch: int = 1000) -> Iterator[AuditEvent]:
-    last = 0
+def _walk(
+    session: Session, *, after: int, until: int | None, batch: int = 2000
+) -> Iterator[Row[Any]]:
+    """Events after seq `after` (up to `until`), in seq order, as Core rows: no ORM objects."""
+    last = after
     while True:
-        rows = list(
-            session.scalars(
-                select(AuditEvent)
-                .where(AuditEvent.seq > last)
-                .order_by(AuditEvent.seq)
-                .limit(batch)
-            )
-        )
+        q = select(_EVENTS).where(_EVENTS.c.seq > last)
+        if until is not None:
+            q = q.where(_EVENTS.c.seq <= until)
+        rows = session.execute(q.order_by(_EVENTS.c.seq).limit(batch)).all()
         if not rows:
             return
         yield from rows
         last = rows[-1].seq
 
 
-def verify(*, session: Session) -> Verification:
-    """Seal what is pending, then check every link of the chain and its head."""
-    seal(session=session)
-    prev, expected_seq, checked = GENESIS, 1, 0
-    for ev in _walk(session):
+def check_chain(
+    *,
+    session: Session,
+    after: int = 0,
+    prev_hash: str = GENESIS,
+    until_head: bool = False,
+    progress: Callable[[int], None] | None = None,
+) -> Verification:
+    """Check every link and every event's content from event `after` + 1 to the head.
+
+    `after` and `prev_hash` anchor the walk: 0 and the genesis hash walk the whole chain; a
+    checkpoint's size and head hash walk only what it does not cover (the caller checks
+    that the log still holds what the checkpoint signed). With `until_head` only the
+    events up to the head as read first are walked (a walk that does not lock the head,
+    while the sealer goes on). `checked` counts the events walked; `progress` is called
+    with it after every batch."""
+    head = session.get(AuditHead, 1)
+    head_seq = head.seq if head else 0
+    head_hash = head.hash if head else GENESIS
+    prev, expected_seq, checked = prev_hash, after + 1, 0
+    for ev in _walk(session, after=after, until=head_seq if until_head and head else None):
         if ev.seq != expected_seq:
             return Verification(False, checked, ev.seq, expected_seq, "missing event (gap in seq)")
         if ev.prev_hash != prev:
@@ -220,11 +236,21 @@ def verify(*, session: Session) -> Verification:
         if recomputed != ev.hash:
             return Verification(False, checked, ev.seq, ev.seq, "content does not match its hash")
         prev, expected_seq, checked = ev.hash, expected_seq + 1, checked + 1
-    head = session.get(AuditHead, 1)
-    head_seq = head.seq if head else 0
-    if head is not None and (head.seq != checked or head.hash != prev):
-        return Verification(False, checked, head_seq, checked + 1, "chain is shorter than its head")
+        if progress is not None and checked % 2000 == 0:
+            progress(checked)
+    if progress is not None:
+        progress(checked)
+    if head is not None and (head_seq != expected_seq - 1 or head_hash != prev):
+        return Verification(
+            False, checked, head_seq, expected_seq, "chain is shorter than its head"
+        )
     return Verification(True, checked, head_seq)
+
+
+def verify(*, session: Session) -> Verification:
+    """Seal what is pending, then check every link of the chain and its head."""
+    seal(session=session)
+    return check_chain(session=session)
 
 
 def visible_to(models: frozenset[str]) -> ColumnElement[bool]:
@@ -245,6 +271,18 @@ def visible_to(models: frozenset[str]) -> ColumnElement[bool]:
     )
 
 
+def _filtered(
+    q: Any, *, type: str | None, subject: str | None, models: frozenset[str] | None
+) -> Any:
+    if models is not None:
+        q = q.where(visible_to(models))
+    if type:
+        q = q.where(AuditEvent.type == type)
+    if subject:
+        q = q.where(AuditEvent.subject == subject)
+    return q
+
+
 def list_events(
     *,
     session: Session,
@@ -255,14 +293,32 @@ def list_events(
     models: frozenset[str] | None = None,
 ) -> list[AuditEvent]:
     """Events in chain order; with `models`, only those `visible_to` a key limited to them."""
-    q = select(AuditEvent).where(AuditEvent.seq > after)
-    if models is not None:
-        q = q.where(visible_to(models))
-    if type:
-        q = q.where(AuditEvent.type == type)
-    if subject:
-        q = q.where(AuditEvent.subject == subject)
+    q = _filtered(
+        select(AuditEvent).where(AuditEvent.seq > after), type=type, subject=subject, models=models
+    )
     return list(session.scalars(q.order_by(AuditEvent.seq).limit(limit)))
+
+
+def event_batches(
+    *,
+    session: Session,
+    type: str | None = None,
+    subject: str | None = None,
+    models: frozenset[str] | None = None,
+    batch: int = 2000,
+) -> Iterator[list[Row[Any]]]:
+    """Every matching event in chain order, `batch` Core rows at a time (keyset pages, no
+    ORM objects): for exports of the whole trail."""
+    after = 0
+    while True:
+        q = _filtered(
+            select(_EVENTS).where(_EVENTS.c.seq > after), type=type, subject=subject, models=models
+        )
+        rows = list(session.execute(q.order_by(_EVENTS.c.seq).limit(batch)).all())
+        if not rows:
+            return
+        yield rows
+        after = rows[-1].seq
 
 
 def pending_count(*, session: Session) -> int:

@@ -16,10 +16,11 @@ followed and proxies from the environment are not used.
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import timedelta
 from typing import Any, cast
 from urllib.parse import urlsplit
@@ -28,6 +29,7 @@ import httpx
 from sqlalchemy import CursorResult, exists, select, update
 from sqlalchemy.orm import Session, aliased, sessionmaker
 
+from app.audit import checkpoints
 from app.audit import service as audit
 from app.callbacks import signing, targets
 from app.callbacks.models import (
@@ -39,6 +41,7 @@ from app.callbacks.models import (
 )
 from app.core.config import Settings
 from app.core.db import session_scope, utcnow
+from app.core.store import open_settings_store
 from app.opendsr import keys as opendsr_keys
 
 log = logging.getLogger("lethe.callbacks")
@@ -138,6 +141,33 @@ def _pinned(url: str, address: targets.IPAddress) -> tuple[httpx.URL, dict[str, 
     return parsed.copy_with(host=str(address)), extensions
 
 
+def audit_reference(store: Any, settings: Settings) -> dict[str, Any]:
+    """The newest signed audit checkpoint and where to fetch it (`checkpoints.reference`);
+    without it when the store does not answer: the callback goes out all the same."""
+    try:
+        return checkpoints.reference(store if store is not None else open_settings_store(settings))
+    except Exception:
+        log.warning("no audit checkpoint for callbacks: the store did not answer", exc_info=True)
+        return checkpoints.reference(None)
+
+
+def with_audit(body: str, protocol: DeliveryProtocol, reference: dict[str, Any]) -> str:
+    """The body with the audit reference added on its first attempt: as `audit` of a
+    Standard Webhooks payload, in the processor's extension of an OpenDSR status. A body
+    that has one already (a retry) is sent unchanged: a retry is the same message."""
+    payload = json.loads(body)
+    holders = (
+        list(payload.get("extensions", {}).values())
+        if protocol == DeliveryProtocol.opendsr
+        else [payload]
+    )
+    if not holders or any("audit" in h for h in holders):
+        return body
+    for holder in holders:
+        holder["audit"] = reference
+    return json.dumps(payload, separators=(",", ":"), ensure_ascii=False)
+
+
 def _send(http: httpx.Client, c: _Claimed, settings: Settings) -> _Result:
     try:
         checked = targets.check(c.url, settings)
@@ -174,6 +204,7 @@ def _record(session: Session, c: _Claimed, result: _Result, settings: Settings) 
     if d is None or d.status != DeliveryStatus.pending:
         return
     now = utcnow()
+    d.body = c.body  # as sent, with its audit checkpoint: retries send the same bytes
     d.attempts += 1
     d.last_status_code, d.last_error = result.status_code, result.error
     session.add(
@@ -222,17 +253,25 @@ def _drop_deleted_webhooks(session: Session, claimed: list[_Claimed]) -> list[_C
 
 
 def deliver_due(
-    *, session_factory: sessionmaker[Session], settings: Settings, limit: int = 100
+    *,
+    session_factory: sessionmaker[Session],
+    settings: Settings,
+    limit: int = 100,
+    store: Any = None,
 ) -> int:
-    """Send every delivery that is due now (up to `limit`); returns how many were tried."""
+    """Send every delivery that is due now (up to `limit`), each with the newest signed
+    audit checkpoint of `store` (the settings' store when None); returns how many were
+    tried."""
     with session_scope(session_factory, None) as s:
         claimed = _drop_deleted_webhooks(s, _claim_due(s, settings, limit))
     if not claimed:
         return 0
+    reference = audit_reference(store, settings)
     with httpx.Client(
         timeout=settings.callback_timeout_s, follow_redirects=False, trust_env=False
     ) as http:
         for c in claimed:
+            c = replace(c, body=with_audit(c.body, c.protocol, reference))
             result = _send(http, c, settings)
             if not result.ok:
                 log.info("callback %s to %s failed: %s", c.id, targets.origin(c.url), result.error)

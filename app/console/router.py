@@ -19,8 +19,10 @@ from urllib.parse import urlencode
 from fastapi import APIRouter, Form, Query, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse, StreamingResponse
 from fastapi.templating import Jinja2Templates
+from starlette.background import BackgroundTask
 
 from app.audit import service as audit
+from app.audit import verification
 from app.audit.schemas import AuditEventRead
 from app.auth import service as auth
 from app.console import charts
@@ -353,11 +355,21 @@ def version_page(
 
 
 def _audit_context(
-    session: Any, type_: str | None, subject: str | None, after: int
+    request: Request,
+    session: Any,
+    viewer: Viewer,
+    type_: str | None,
+    subject: str | None,
+    after: int,
 ) -> dict[str, Any]:
     audit.seal(session=session)
     rows = audit.list_events(
-        session=session, after=after, limit=PAGE_SIZE + 1, type=type_, subject=subject
+        session=session,
+        after=after,
+        limit=PAGE_SIZE + 1,
+        type=type_,
+        subject=subject,
+        models=viewer.client.models,
     )
     more = len(rows) > PAGE_SIZE
     rows = rows[:PAGE_SIZE]
@@ -367,9 +379,18 @@ def _audit_context(
         "filters": filters,
         "pending": audit.pending_count(session=session),
         "head": console.chain_head(session=session),
+        "walk": _full_walk(request).state,
         "next_url": f"?{urlencode({**filters, 'after': rows[-1].seq})}" if more and rows else None,
         "export_url": f"/console/audit/export.jsonl?{urlencode(filters)}",
     }
+
+
+def _full_walk(request: Request) -> verification.FullWalk:
+    state = request.app.state
+    if getattr(state, "audit_walk", None) is None:
+        state.audit_walk = verification.FullWalk()
+    walk: verification.FullWalk = state.audit_walk
+    return walk
 
 
 @router.get("/audit", response_class=HTMLResponse)
@@ -381,15 +402,28 @@ def audit_page(
     subject: Annotated[str | None, Query(max_length=128)] = None,
     after: Annotated[int, Query(ge=0)] = 0,
 ) -> HTMLResponse:
-    context = _audit_context(session, type or None, subject or None, after)
-    return render(request, "audit.html", viewer, verification=None, **context)
+    context = _audit_context(request, session, viewer, type or None, subject or None, after)
+    return render(request, "audit.html", viewer, quick=None, **context)
 
 
 @router.post("/audit/verify", response_class=HTMLResponse)
 def audit_verify(request: Request, session: SessionDep, viewer: AuditAction) -> HTMLResponse:
-    verification = audit.verify(session=session)
-    context = _audit_context(session, None, None, 0)
-    return render(request, "audit.html", viewer, verification=verification, **context)
+    """The quick check from the newest signed checkpoint now, and the full walk of every
+    event started in the background (its progress shows on the page)."""
+    state = request.app.state
+    quick = verification.quick_check(session=session, store=state.store, key=state.audit_key.public)
+    walk = _full_walk(request)
+    context = _audit_context(request, session, viewer, None, None, 0)
+    if not walk.state.running:  # shown as starting; it starts once the page is sent
+        context["walk"] = verification.WalkState(running=True, started_at=utcnow())
+    page = render(request, "audit.html", viewer, quick=quick, **context)
+    page.background = BackgroundTask(
+        walk.start,
+        session_factory=state.session_factory,
+        store=state.store,
+        key=state.audit_key.public,
+    )
+    return page
 
 
 @router.get("/audit/export.jsonl")
@@ -400,26 +434,26 @@ def audit_export(
     type: Annotated[str | None, Query(max_length=64)] = None,
     subject: Annotated[str | None, Query(max_length=128)] = None,
 ) -> StreamingResponse:
-    """Every matching event, one JSON object a line, in chain order."""
+    """Every matching event, one JSON object a line, in chain order; streamed a batch of
+    rows at a time (Core rows, keyset pages, one chunk per batch)."""
     audit.seal(session=session)
     factory = request.app.state.session_factory
+    models = viewer.client.models
 
-    def lines() -> Iterator[bytes]:
-        after = 0
+    def chunks() -> Iterator[bytes]:
         with factory() as own:
-            while True:
-                rows = audit.list_events(
-                    session=own, after=after, limit=1000, type=type or None, subject=subject or None
+            for rows in audit.event_batches(
+                session=own, type=type or None, subject=subject or None, models=models
+            ):
+                yield b"".join(
+                    AuditEventRead.model_validate(dict(r._mapping)).model_dump_json().encode()
+                    + b"\n"
+                    for r in rows
                 )
-                if not rows:
-                    return
-                for row in rows:
-                    yield AuditEventRead.model_validate(row).model_dump_json().encode() + b"\n"
-                after = rows[-1].seq
 
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     return StreamingResponse(
-        lines(),
+        chunks(),
         media_type="application/jsonl",
         headers={"Content-Disposition": f'attachment; filename="lethe-audit-{stamp}.jsonl"'},
     )

@@ -118,6 +118,19 @@ CURSORS: dict[str, dict[str, Any]] = {
         "pattern": "^[0-9]{1,18}$",
         "description": "the seq of the last event of the previous page",
     },
+    "/v1/erasure-requests": {
+        "type": "string",
+        "pattern": r"^[0-9]{1,16}\.[0-9a-f-]{36}$",
+        "description": "the position after the previous page: `<received_at in µs since the "
+        "epoch>.<request id>`",
+    },
+    "/v1/models/{name}/samples": {
+        "type": "string",
+        "maxLength": 512,
+        "pattern": "^(?:[A-Za-z0-9_-]{4})*(?:[A-Za-z0-9_-]{2,3})?$",
+        "minLength": 2,
+        "description": "the unpadded base64url of the sample id the previous page ended with",
+    },
 }
 CALLBACK_URLS = (
     "http(s) URLs Lethe calls back (signed, Standard Webhooks). Every address the host "
@@ -128,22 +141,100 @@ CALLBACK_URLS = (
 )
 
 
-def _document_formats(components: dict[str, Any]) -> None:
-    """Formats the models do not express: the request types OpenDSR requests may use, and
-    the callback allow-list."""
-    opendsr = components.get("OpenDSRRequestCreate", {}).get("properties", {})
-    if "subject_request_type" in opendsr:
-        opendsr["subject_request_type"] = {
-            **opendsr["subject_request_type"],
+CALLBACK_URL_PATTERN = r"^[Hh][Tt][Tt][Pp][Ss]?://[^/?#@\s]+(?:[/?#]\S*)?$"
+"""http(s), a host, no credentials: what `app.callbacks.targets` checks before resolving."""
+SAFE_ID = "^[^\\x00-\\x1f\\x7f-\\x9f\\u202a-\\u202e\\u2066-\\u2069]{1,256}$"
+"""A sample id: 1-256 characters without control or bidirectional-override characters."""
+MODEL_NAME = "^[A-Za-z0-9][A-Za-z0-9._-]{0,127}$"
+
+
+def _sample_ids(schema: dict[str, Any]) -> None:
+    for variant in schema.get("anyOf", [schema]):
+        if variant.get("type") == "array":
+            variant["items"] = {"type": "string", "pattern": SAFE_ID}
+
+
+def _document_formats(components: dict[str, Any], settings: Any) -> None:
+    """Formats the models do not express, so that every request the document allows is
+    one the API accepts (schemathesis' positive check): the request types and identity
+    formats OpenDSR requests may use and the extension naming the model, the one-of rule
+    of a native request's selector, sample ids, model names, callback URLs."""
+    opendsr = components.get("OpenDSRRequestCreate", {})
+    props = opendsr.get("properties", {})
+    if "subject_request_type" in props:
+        props["subject_request_type"] = {
+            **props["subject_request_type"],
             "enum": ["erasure"],
             "description": "this processor fulfils erasure requests only "
             "(GET /opendsr/v1/discovery); other types are answered 400",
         }
+    domain = getattr(settings, "opendsr_processor_domain", "localhost")
+    if "extensions" in props:
+        props["extensions"] = {
+            **props["extensions"],
+            "description": f"`extensions[{domain!r}]` (this processor's domain) names the "
+            "model, and may give `sample_ids` instead of identities. A key limited to one "
+            "model may leave it out.",
+            "required": [domain],
+            "properties": {
+                domain: {
+                    "type": "object",
+                    "required": ["model"],
+                    "properties": {
+                        "model": {"type": "string", "minLength": 1, "maxLength": 128},
+                        "sample_ids": {
+                            "type": "array",
+                            "minItems": 1,
+                            "items": {"type": "string", "pattern": SAFE_ID},
+                        },
+                    },
+                }
+            },
+        }
+        opendsr["required"] = sorted({*opendsr.get("required", []), "extensions"})
+    if "subject_identities" in props:
+        props["subject_identities"]["minItems"] = 1
+        opendsr["required"] = sorted({*opendsr.get("required", []), "subject_identities"})
+    identity = components.get("Identity", {}).get("properties", {})
+    if "identity_type" in identity:
+        from app.opendsr.service import IDENTITY_TYPES
+
+        identity["identity_type"]["enum"] = sorted(IDENTITY_TYPES)
+        identity["identity_format"] = {**identity.get("identity_format", {}), "enum": ["raw"]}
+    native = components.get("ErasureRequestCreate", {})
+    if "sample_ids" in native.get("properties", {}):
+        _sample_ids(native["properties"]["sample_ids"])
+        native["oneOf"] = [
+            {
+                "required": [given],
+                "properties": {given: {"type": "array"}, other: {"type": "null"}},
+            }
+            for given, other in (
+                ("sample_ids", "subject_identities"),
+                ("subject_identities", "sample_ids"),
+            )
+        ]
+        native["description"] = "Exactly one of `sample_ids` or `subject_identities`."
+    registration = components.get("Body_register_model_v1_models_post", {}).get("properties", {})
+    if "name" in registration:
+        registration["name"]["pattern"] = MODEL_NAME
+    for name, prop in registration.items():  # a form field is left out, never null
+        variants = [v for v in prop.get("anyOf", []) if v.get("type") != "null"]
+        if len(variants) == 1:
+            prop.pop("anyOf")
+            registration[name] = {**prop, **variants[0]}
+        if registration[name].get("contentMediaType"):
+            registration[name]["format"] = "binary"
+    if "regulation" in props:
+        regulation = components.get("ErasureRequestCreate", {}).get("properties", {})
+        props["regulation"] = {**props["regulation"], **regulation.get("regulation", {})}
     for name in ("OpenDSRRequestCreate", "ErasureRequestCreate", "WebhookCreate"):
         props = components.get(name, {}).get("properties", {})
         for field in ("status_callback_urls", "url"):
             if field in props:
                 props[field]["description"] = CALLBACK_URLS
+                target = props[field].get("items", props[field])
+                target["pattern"] = CALLBACK_URL_PATTERN
 
 
 def install_openapi(app: FastAPI) -> None:
@@ -206,7 +297,7 @@ def install_openapi(app: FastAPI) -> None:
                         )
                 if not params:
                     op.pop("parameters")
-        _document_formats(components)
+        _document_formats(components, getattr(app.state, "settings", None))
         app.openapi_schema = schema
         return schema
 

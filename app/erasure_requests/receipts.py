@@ -18,6 +18,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from app.audit import checkpoints
 from app.audit import service as audit
 from app.audit.models import AuditEvent, AuditHead
 from app.core.config import Settings
@@ -92,7 +93,9 @@ def _outcome(session: Session, req: ErasureRequest, model: Model) -> dict[str, A
     return outcome
 
 
-def receipt(*, session: Session, req: ErasureRequest, settings: Settings) -> ErasureReceiptRead:
+def receipt(
+    *, session: Session, req: ErasureRequest, settings: Settings, store: Any = None
+) -> ErasureReceiptRead:
     """The signed receipt of a completed, denied or failed request (409 while it is open
     or when it was canceled: a canceled request asked for nothing to be done)."""
     if req.status not in RECEIPTED:
@@ -136,6 +139,8 @@ def receipt(*, session: Session, req: ErasureRequest, settings: Settings) -> Era
             "event_time": _iso(event.created_at),
             "chain_head_seq": head.seq,
             "chain_head_hash": head.hash,
+            # the newest signed checkpoint; `proof_url` when it covers the final event
+            "checkpoint": checkpoints.reference(store, event.seq),
         },
     }
     payload = canonical(body)

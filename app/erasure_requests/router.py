@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
-from fastapi import APIRouter, Depends, Query, Response, status
+from fastapi import APIRouter, Depends, Query, Request, Response, status
 
 from app.auth.service import Client
 from app.erasure_requests import lifecycle, receipts, service
@@ -74,13 +74,15 @@ def get_request_samples(request_id: UUID, session: SessionDep, client: Reader) -
     responses={409: {"description": "the request is still open, or was canceled"}},
 )
 def get_request_receipt(
-    request_id: UUID, session: SessionDep, settings: SettingsDep, client: Reader
+    request_id: UUID, session: SessionDep, settings: SettingsDep, client: Reader, request: Request
 ) -> ErasureReceiptRead:
     """The signed receipt of a completed, denied or failed request: what was asked, what
     was erased and which version serves now, the versions retired, the verification
-    metrics, and the final audit event's hash with the chain head (docs/RECEIPTS.md)."""
+    metrics, the final audit event's hash with the chain head, and the newest signed audit
+    checkpoint (with its inclusion proof's URL once it covers that event)."""
     req = service.get_request(session=session, request_id=str(request_id), client=client)
-    return receipts.receipt(session=session, req=req, settings=settings)
+    store = request.app.state.store
+    return receipts.receipt(session=session, req=req, settings=settings, store=store)
 
 
 @router.get(

@@ -320,10 +320,15 @@ def _sample_cursor(sample_id: str) -> str:
 
 
 def _after_cursor(cursor: str) -> str:
+    """The sample id a cursor names: any unpadded base64url text is a position after which
+    to list (`SAMPLE_CURSOR_PATTERN` in the OpenAPI document)."""
     try:
+        if len(cursor) % 4 == 1 or "+" in cursor or "/" in cursor:
+            raise ValueError(cursor)
         padded = cursor + "=" * (-len(cursor) % 4)
-        return base64.b64decode(padded, altchars=b"-_", validate=True).decode()
-    except ValueError:  # binascii.Error and UnicodeDecodeError are ValueErrors
+        raw = base64.b64decode(padded, altchars=b"-_", validate=True)
+        return raw.decode(errors="replace")
+    except ValueError:  # binascii.Error is a ValueError
         raise BadRequest("the cursor is not one this API returned; start without it") from None
 
 

@@ -191,10 +191,15 @@ def test_a_model_webhook_fires_when_a_version_is_published(
         assert event["data"]["model"] == "digits-cnn"
         assert event["data"]["version"] == 2 and event["data"]["parent"] == 1
         assert event["data"]["request_ids"] == [accepted["id"]]
+
         # alias.moved was not subscribed, so only the one event came
-        history = embedded_client.get(
-            f"/v1/models/digits-cnn/webhooks/{hook['id']}/deliveries", headers=reader
-        ).json()["items"]
+        def recorded() -> list[Any] | None:  # the attempt is recorded once the POST returned
+            items = embedded_client.get(
+                f"/v1/models/digits-cnn/webhooks/{hook['id']}/deliveries", headers=reader
+            ).json()["items"]
+            return items if all(d["status"] != "pending" for d in items) else None
+
+        history = wait_until(recorded, timeout=30, what="the attempt recorded")
         assert [(d["event"], d["status"]) for d in history] == [("version.published", "delivered")]
 
         gone = embedded_client.delete(

@@ -17,6 +17,7 @@ from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from sqlalchemy import create_engine, text
 
+from tests.support.audit import as_owner
 from tests.support.requests import erasure_body, training_ids
 
 
@@ -38,11 +39,6 @@ def _rows(conn: Any) -> list[Any]:
             )
         )
     ]
-
-
-def _as_owner(conn: Any) -> None:
-    if conn.dialect.name == "postgresql":  # the review's bypass of the append-only trigger
-        conn.execute(text("SET session_replication_role = replica"))
 
 
 def _rechain(conn: Any, rows: list[Any], start: int) -> None:
@@ -138,7 +134,7 @@ def test_every_rewrite_by_the_database_owner_is_reported(
 
     engine = create_engine(seeded.settings.resolved_database_url)
     with engine.begin() as conn:
-        _as_owner(conn)
+        as_owner(conn)
         rewrite(conn)
     engine.dispose()
 

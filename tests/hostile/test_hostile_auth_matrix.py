@@ -44,7 +44,9 @@ def test_the_right_scope_on_the_right_model_gets_through_on_every_route(
     ).json()
     hook = client.post("/v1/models/digits-cnn/webhooks", json=HOOK, headers=admin)
     assert hook.status_code == 201, hook.text
+    signed = client.get("/v1/audit/checkpoint", headers=admin).json()  # one to read back
     values = {
+        "size": str(signed["size"]),
         "name": "digits-cnn",
         "request_id": created["id"],
         "job_id": dispatched_job(client),

@@ -1,8 +1,9 @@
 """Cheap refusals first: routing and authentication happen before any body is parsed.
 
 An anonymous 8 MiB JSON body is answered 401 (or 404/405 on a path no route takes)
-without the duplicate-key guard, or anything else, having parsed it; an unrouted method
-is 405 with every method the path allows, even with a body the guard would refuse.
+without the duplicate-key guard, or anything else, having parsed it, and without the app
+having read a single byte of it from the server; an unrouted method is 405 with every
+method the path allows, even with a body the guard would refuse.
 """
 
 from __future__ import annotations
@@ -35,6 +36,40 @@ def parses(monkeypatch: pytest.MonkeyPatch) -> list[int]:
 
     monkeypatch.setattr(json_body, "problem", spy)
     return seen
+
+
+class BytesRead:
+    """An outermost ASGI wrapper counting the body bytes the app pulls from the server."""
+
+    def __init__(self, app: Any):
+        self.app, self.count = app, 0
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        async def counted() -> Any:
+            message = await receive()
+            self.count += len(message.get("body", b""))
+            return message
+
+        await self.app(scope, counted, send)
+
+
+def test_an_anonymous_8_mib_body_is_never_read(seeded: Any) -> None:
+    from fastapi.testclient import TestClient
+
+    from tests.support.requests import recording_app
+
+    app, _ = recording_app(seeded)
+    reads = BytesRead(app)
+    body = _big_body(seeded.settings.max_body_bytes)
+    headers = {"Content-Type": "application/json"}
+    with TestClient(reads) as client:
+        for path in ("/v1/erasure-requests", "/opendsr/v1/requests", "/v1/anything"):
+            resp = client.post(path, content=body, headers=headers)
+            assert resp.status_code in (401, 404), (path, resp.status_code)
+        assert reads.count == 0  # answered without reading the body at all
+        key = {"X-API-Key": create_key(seeded, ["erasure:write"])}
+        resp = client.post("/v1/erasure-requests", content=body, headers={**headers, **key})
+        assert resp.status_code == 422 and reads.count == len(body)
 
 
 def test_an_anonymous_8_mib_body_is_refused_unparsed(
