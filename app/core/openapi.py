@@ -195,12 +195,6 @@ def _document_formats(components: dict[str, Any], settings: Any) -> None:
     if "subject_identities" in props:
         props["subject_identities"]["minItems"] = 1
         opendsr["required"] = sorted({*opendsr.get("required", []), "subject_identities"})
-    identity = components.get("Identity", {}).get("properties", {})
-    if "identity_type" in identity:
-        from app.opendsr.service import IDENTITY_TYPES
-
-        identity["identity_type"]["enum"] = sorted(IDENTITY_TYPES)
-        identity["identity_format"] = {**identity.get("identity_format", {}), "enum": ["raw"]}
     native = components.get("ErasureRequestCreate", {})
     if "sample_ids" in native.get("properties", {}):
         _sample_ids(native["properties"]["sample_ids"])

@@ -26,6 +26,7 @@ from app.http.deps import SessionDep, SettingsDep, require
 from app.opendsr import keys, service
 from app.opendsr.mapping import API_VERSION, rfc3339
 from app.opendsr.schemas import (
+    IDENTITY_TYPES,
     Discovery,
     OpenDSRCancelled,
     OpenDSRError,
@@ -158,8 +159,7 @@ def discovery(request: Request) -> Discovery:
     return Discovery(
         api_version=API_VERSION,
         supported_identities=[
-            SupportedIdentity(identity_type=t, identity_format="raw")
-            for t in service.IDENTITY_TYPES
+            SupportedIdentity(identity_type=t, identity_format="raw") for t in IDENTITY_TYPES
         ],
         supported_subject_request_types=list(service.SUBJECT_REQUEST_TYPES),
         processor_certificate=str(request.url_for(CERTIFICATE_ROUTE)),

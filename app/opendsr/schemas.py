@@ -5,15 +5,28 @@ from __future__ import annotations
 from typing import Any, Literal
 from uuid import UUID
 
-from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, HttpUrl
+from pydantic import AwareDatetime, BaseModel, ConfigDict, Field, HttpUrl, JsonValue
 
 RequestStatus = Literal["pending", "in_progress", "completed", "cancelled"]
 
 
+IDENTITY_TYPES = {
+    "email": "email",
+    "controller_customer_id": "customer_id",
+    "user_id": "user_id",
+    "customer_id": "customer_id",
+    "phone_number": "phone_number",
+}
+"""OpenDSR identity type → the native one whose keyed hash the training manifest holds."""
+_TYPE_ENUM: list[JsonValue] = [*sorted(IDENTITY_TYPES)]
+
+
 class Identity(BaseModel):
-    identity_type: str = Field(min_length=1, max_length=64)
+    # The enums document what is accepted; the service refuses anything else with the
+    # OpenDSR error that names the supported types.
+    identity_type: str = Field(min_length=1, max_length=64, json_schema_extra={"enum": _TYPE_ENUM})
     identity_value: str = Field(min_length=1, max_length=512)
-    identity_format: str = "raw"
+    identity_format: str = Field(default="raw", json_schema_extra={"enum": ["raw"]})
 
 
 class OpenDSRRequestCreate(BaseModel):

@@ -26,18 +26,10 @@ from app.erasure_requests.models import ErasureRequest
 from app.erasure_requests.schemas import ErasureRequestCreate
 from app.opendsr.mapping import API_VERSION, status_body
 from app.opendsr.models import OpenDSRRequest
-from app.opendsr.schemas import OpenDSRRequestCreate, OpenDSRStatusRead
+from app.opendsr.schemas import IDENTITY_TYPES, OpenDSRRequestCreate, OpenDSRStatusRead
 from app.registry.models import Model
 
 SUBJECT_REQUEST_TYPES = ("erasure",)
-IDENTITY_TYPES = {
-    "email": "email",
-    "controller_customer_id": "customer_id",
-    "user_id": "user_id",
-    "customer_id": "customer_id",
-    "phone_number": "phone_number",
-}
-"""OpenDSR identity type → the native one whose keyed hash the training manifest holds."""
 
 
 class Refused(BadRequest):
