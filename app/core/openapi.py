@@ -181,7 +181,7 @@ def _document_formats(components: dict[str, Any], settings: Any) -> None:
                     "type": "object",
                     "required": ["model"],
                     "properties": {
-                        "model": {"type": "string", "minLength": 1, "maxLength": 128},
+                        "model": {"type": "string", "pattern": MODEL_NAME},
                         "sample_ids": {
                             "type": "array",
                             "minItems": 1,

@@ -57,7 +57,7 @@ class OpenDSRRequestCreate(BaseModel):
     subject_request_type: str
     subject_identities: list[Identity] = Field(default_factory=list, max_length=100)
     submitted_time: AwareDatetime
-    api_version: str | None = None
+    api_version: str | None = Field(default=None, pattern=r"^[0-9A-Za-z.\-]{1,16}$")
     status_callback_urls: list[HttpUrl] = Field(default_factory=list, max_length=10)
     extensions: dict[str, dict[str, Any]] = Field(default_factory=dict)
     """`extensions[<processor domain>]`: `model` (which model to erase from; may be left out
