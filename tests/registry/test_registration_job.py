@@ -115,6 +115,7 @@ def erase_subject_and_download(client: Any, admin: dict[str, str], name: str) ->
     return bytes(got.content)
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 @pytest.mark.parametrize(
     ("layout", "folder", "fmt"),
     [("image-folder", "shapes", "pt"), ("webdataset", "shards", "safetensors")],
@@ -165,3 +166,233 @@ def test_register_by_reference_then_erase_and_load_into_torchvision(
     plain.load_state_dict(load(v2), strict=True)  # unmodified torchvision
     erased = roots_client.get("/v1/models/my-resnet/versions/2", headers=admin).json()
     assert len(erased["erased_sample_ids"]) == 5
+
+
+# --- while validating, and what a worker rejects (jobs run by hand: no race) -------------
+
+
+@pytest.fixture
+def roots_api(seeded: Any, datasets: Path) -> Iterator[Any]:
+    """The API alone (jobs are recorded, the test runs them); datasets under `datasets`."""
+    from fastapi.testclient import TestClient
+
+    from tests.support.requests import recording_app
+
+    seeded.settings = seeded.settings.model_copy(update={"dataset_roots": str(datasets)})
+    app, recorder = recording_app(seeded)
+    with TestClient(app) as client:
+        client.dispatched = recorder.sent
+        yield client
+
+
+def run_jobs(rt: Any, model: str) -> list[str]:
+    """Run the model's queued jobs, oldest first, as a worker would; what each did."""
+    from sqlalchemy import select
+
+    from app.core.db import session_scope
+    from app.jobs.models import Job, JobStatus
+    from app.registry.models import Model
+    from workers.jobs import run
+
+    done = []
+    while True:
+        with session_scope(rt.session_factory, None) as s:
+            job_id = s.scalar(
+                select(Job.id)
+                .join(Model, Model.id == Job.model_id)
+                .where(Model.name == model, Job.status == JobStatus.queued)
+                .order_by(Job.created_at)
+            )
+        if job_id is None:
+            return done
+        done.append(run(job_id, rt))
+
+
+def subject_request(client: Any, headers: dict[str, str], model: str) -> Any:
+    body = erasure_body([], model=model)
+    del body["sample_ids"]
+    body["subject_identities"] = [{"identity_type": "user_id", "identity_value": SUBJECT}]
+    return client.post("/v1/erasure-requests", json=body, headers=headers)
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_an_erasure_posted_while_validating_waits_and_completes_after_ready(
+    roots_api: Any, seeded: Any, datasets: Path
+) -> None:
+    admin = {"X-API-Key": create_key(seeded, ["admin"])}
+    folder = datasets / "shapes"
+    resp = register(
+        roots_api,
+        admin,
+        name="waiting",
+        checkpoint=state_dict_bytes(my_resnet(), "pt"),
+        manifest=(folder / "manifest.csv").read_bytes(),
+        location=str(folder),
+    )
+    assert resp.status_code == 202, resp.text
+    registration_job = resp.json()["registration"]["job_id"]
+    early = subject_request(roots_api, admin, "waiting")
+    assert early.status_code == 202, early.text  # accepted while the model validates
+    request_id = early.json()["id"]
+    time.sleep(0.5)  # the scheduler loop runs after the submit's commit
+    assert roots_api.dispatched == [registration_job]  # no erasure job before the model is ready
+    got = roots_api.get(f"/v1/erasure-requests/{request_id}", headers=admin).json()
+    assert got["status"] == "queued"
+
+    assert run_jobs(seeded, "waiting") == ["published", "published"]  # registration, erasure
+    done = roots_api.get(f"/v1/erasure-requests/{request_id}", headers=admin).json()
+    assert done["status"] == "completed" and done["result_version"] == 2
+    model = roots_api.get("/v1/models/waiting", headers=admin).json()
+    assert model["status"] == "ready" and model["latest_version"] == 2
+    types = [
+        e["type"]
+        for e in roots_api.get("/v1/audit?subject=model:waiting", headers=admin).json()["items"]
+    ]
+    assert "model.registration_accepted" in types and "model.ready" in types
+
+
+def _rejected(client: Any, rt: Any, headers: dict[str, str], name: str) -> dict[str, Any]:
+    assert run_jobs(rt, name) == ["rejected"]
+    model: dict[str, Any] = client.get(f"/v1/models/{name}", headers=headers).json()
+    assert model["status"] == "rejected" and model["latest_version"] == 0
+    assert model["training_samples"] == 0  # nothing half-registered is left
+    assert client.get(f"/v1/models/{name}/versions/1", headers=headers).status_code == 404
+    return model
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_missing_and_undecodable_files_reject_the_model_by_sample_id(
+    roots_api: Any, seeded: Any, datasets: Path
+) -> None:
+    admin = {"X-API-Key": create_key(seeded, ["admin"])}
+    folder = datasets / "shapes"
+    (folder / "disc" / "broken-1.png").write_bytes(b"these bytes are not a PNG")
+    manifest = (folder / "manifest.csv").read_bytes() + b"ghost-1,0,train,,\nbroken-1,0,train,,\n"
+    checkpoint = state_dict_bytes(my_resnet(), "pt")
+    resp = register(
+        roots_api,
+        admin,
+        name="holes",
+        checkpoint=checkpoint,
+        manifest=manifest,
+        location=str(folder),
+    )
+    assert resp.status_code == 202, resp.text
+    waiting = subject_request(roots_api, admin, "holes")
+    assert waiting.status_code == 202
+
+    model = _rejected(roots_api, seeded, admin, "holes")
+    reason = model["status_reason"]
+    assert "2 of 154 manifest rows" in reason, reason
+    assert "ghost-1: FileNotFoundError" in reason and "broken-1: UnidentifiedImageError" in reason
+    assert "shape-0000000" not in reason  # readable rows are not listed
+    # the request that waited fails with the reason; a new one is refused with it (409)
+    failed = roots_api.get(f"/v1/erasure-requests/{waiting.json()['id']}", headers=admin).json()
+    assert failed["status"] == "failed" and "ghost-1" in failed["status_reason"]
+    refused = subject_request(roots_api, admin, "holes")
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["type"].endswith("/model-rejected")
+    assert "ghost-1" in refused.json()["reason"]
+    # its uploads are gone from the store
+    import hashlib
+
+    assert not seeded.store.has_blob(hashlib.sha256(checkpoint).hexdigest())
+    events = roots_api.get("/v1/audit?subject=model:holes", headers=admin).json()["items"]
+    assert [e["type"] for e in events][-1] == "model.rejected"
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_mismatched_checkpoint_and_a_pickled_module_are_rejected(
+    roots_api: Any, seeded: Any, datasets: Path
+) -> None:
+    admin = {"X-API-Key": create_key(seeded, ["admin"])}
+    folder = datasets / "shapes"
+    manifest = (folder / "manifest.csv").read_bytes()
+    tensors = my_resnet(num_classes=7).state_dict()  # a head for 7 classes, the data has 10
+    del tensors["layer1.0.conv1.weight"]
+    tensors["extra.weight"] = torch.zeros(3)
+    out = io.BytesIO()
+    torch.save(tensors, out)
+    resp = register(
+        roots_api,
+        admin,
+        name="mismatch",
+        checkpoint=out.getvalue(),
+        manifest=manifest,
+        location=str(folder),
+    )
+    assert resp.status_code == 202, resp.text
+    reason = _rejected(roots_api, seeded, admin, "mismatch")["status_reason"]
+    assert "missing tensors ['layer1.0.conv1.weight']" in reason, reason
+    assert "unexpected tensors ['extra.weight']" in reason
+    assert "fc.weight: (7, 512)" in reason and "expected (10, 512)" in reason
+
+    module = io.BytesIO()
+    torch.save(my_resnet(), module)  # the whole module pickled, not its state dict
+    resp = register(
+        roots_api,
+        admin,
+        name="pickled",
+        checkpoint=module.getvalue(),
+        manifest=manifest,
+        location=str(folder),
+    )
+    assert resp.status_code == 202, resp.text
+    reason = _rejected(roots_api, seeded, admin, "pickled")["status_reason"]
+    assert "never unpickles" in reason and "torch.save(model.state_dict()" in reason, reason
+
+
+# --- what the API refuses at once (422, nothing stored) ----------------------------------
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_bad_manifests_locations_and_headers_are_refused_at_once(
+    roots_api: Any, seeded: Any, datasets: Path, tmp_path: Path
+) -> None:
+    from sqlalchemy import select
+
+    from app.core.db import session_scope
+    from app.registry.models import Model
+
+    admin = {"X-API-Key": create_key(seeded, ["admin"])}
+    folder = datasets / "shapes"
+    good = (folder / "manifest.csv").read_bytes()
+    checkpoint = state_dict_bytes(my_resnet(), "pt")
+
+    def post(**kw: Any) -> Any:
+        args: dict[str, Any] = {
+            "name": "refused",
+            "checkpoint": checkpoint,
+            "manifest": good,
+            "location": str(folder),
+            **kw,
+        }
+        return register(roots_api, admin, **args)
+
+    bad_lines = good + b"shape-0000000,1,train,,\nodd,x,train,,\nlate,2,holdout,,\n"
+    resp = post(manifest=bad_lines)
+    assert resp.status_code == 422, resp.text
+    details = [e["detail"] for e in resp.json()["errors"]]
+    assert details == [
+        f"line {N_TRAIN + N_VAL + N_TEST + 2}: sample_id 'shape-0000000' appears twice",
+        f"line {N_TRAIN + N_VAL + N_TEST + 3} (odd): label must be an integer >= 0",
+        f"line {N_TRAIN + N_VAL + N_TEST + 4} (late): split must be one of "
+        "['train', 'val', 'test']",
+    ]
+    outside = tmp_path / "elsewhere"
+    outside.mkdir()
+    (datasets / "escape").unlink(missing_ok=True)
+    (datasets / "escape").symlink_to(outside)  # a link out of the root is followed, refused
+    for location in ("/etc", "relative/path", str(datasets / "escape"), "http://example.org/x"):
+        resp = post(location=location)
+        assert resp.status_code == 422, (location, resp.text)
+        assert resp.json()["errors"][0]["pointer"] == "/location", location
+    resp = post(layout="zip")
+    assert resp.status_code == 422
+    resp = post(preprocess='{"sharpen": 2}')
+    assert resp.status_code == 422 and "sharpen" in resp.json()["detail"]
+    resp = post(checkpoint=b"\x10\x00\x00\x00\x00\x00\x00\x00{not json")  # bad safetensors
+    assert resp.status_code == 422 and resp.json()["type"].endswith("/invalid-checkpoint")
+    with session_scope(seeded.session_factory, None) as s:
+        assert s.scalar(select(Model.id).where(Model.name == "refused")) is None
+    assert roots_api.dispatched == []
