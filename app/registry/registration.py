@@ -210,6 +210,7 @@ def _accept(
     secret = settings.secret_key.get_secret_value()
     identity = upload.subject_identity_type
     refs: list[str | None]
+    manifest_bytes: bytes  # the stored copy: JSON Lines rows, or the npz without subjects
     if upload.location is not None:
         if upload.training_set is not None or upload.dataset is not None:
             raise _invalid(
@@ -238,7 +239,7 @@ def _accept(
         found_classes = ref.num_classes
         dataset_id = by_reference.REFERENCE
         params: dict[str, Any] = dict(ref.params)
-        manifest_bytes: bytes | None = ref.jsonl()
+        manifest_bytes = ref.jsonl()
     elif upload.training_set is not None and upload.dataset is None:
         npz = read_npz(
             upload.training_set,
@@ -251,7 +252,7 @@ def _accept(
         refs = npz.subject_refs or [None] * len(ids)
         found_classes = npz.num_classes
         arrays = {k: v for k, v in npz.arrays.items() if k != "subjects"}
-        dataset_id, params, manifest_bytes = "npz", {"blob": store.put_blob(to_npz(arrays))}, None
+        dataset_id, params, manifest_bytes = "npz", {}, to_npz(arrays)
     else:
         raise _invalid(
             "a `.pt` checkpoint is registered with an npz `training_set` or a dataset by "
@@ -272,10 +273,11 @@ def _accept(
             )
     upload.checkpoint.seek(0)
     digest = store.put_blob(upload.checkpoint)
-    if manifest_bytes is not None:
-        params["manifest"] = store.put_blob(manifest_bytes)
+    # stored only once everything the API can check passed: a 422 leaves nothing behind
     if dataset_id == "npz":
-        params["num_classes"] = num_classes
+        params.update(blob=store.put_blob(manifest_bytes), num_classes=num_classes)
+    else:
+        params["manifest"] = store.put_blob(manifest_bytes)
     model = service.create_model(
         session=session,
         name=upload.name,

@@ -72,7 +72,7 @@ def _read(session: SessionDep, model: Model) -> ModelRead:
     job = service.registration_job(session=session, model=model)
     return ModelRead(
         name=model.name,
-        status=model.status,  # type: ignore[arg-type]
+        status=model.status,
         status_reason=model.status_reason,
         registration=None
         if job is None

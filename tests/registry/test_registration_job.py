@@ -358,6 +358,7 @@ def test_bad_manifests_locations_and_headers_are_refused_at_once(
     folder = datasets / "shapes"
     good = (folder / "manifest.csv").read_bytes()
     checkpoint = state_dict_bytes(my_resnet(), "pt")
+    blobs_before = set(seeded.store.backend.blob_digests())
 
     def post(**kw: Any) -> Any:
         args: dict[str, Any] = {
@@ -396,3 +397,30 @@ def test_bad_manifests_locations_and_headers_are_refused_at_once(
     with session_scope(seeded.session_factory, None) as s:
         assert s.scalar(select(Model.id).where(Model.name == "refused")) is None
     assert roots_api.dispatched == []
+    assert set(seeded.store.backend.blob_digests()) == blobs_before  # nothing stored
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_pt_checkpoint_with_an_npz_training_set_is_a_job_too(roots_api: Any, seeded: Any) -> None:
+    import hashlib
+
+    from safetensors.torch import load
+
+    from tests.registry.test_own_torchvision_model import _shapes_npz
+
+    admin = {"X-API-Key": create_key(seeded, ["admin"])}
+    checkpoint = state_dict_bytes(my_resnet(), "pt")
+    resp = roots_api.post(
+        "/v1/models",
+        data={"name": "pt-npz", "architecture": "torchvision:resnet18"},
+        files={"checkpoint": ("m.pt", checkpoint), "training_set": ("t.npz", _shapes_npz())},
+        headers=admin,
+    )
+    assert resp.status_code == 202 and resp.json()["status"] == "validating", resp.text
+    assert run_jobs(seeded, "pt-npz") == ["published"]
+    v1 = roots_api.get("/v1/models/pt-npz/versions/1", headers=admin).json()
+    assert 0 <= v1["metrics"]["TA"] <= 100
+    got = roots_api.get("/v1/models/pt-npz/versions/1/checkpoint", headers=admin)
+    torchvision.models.resnet18(num_classes=10).load_state_dict(load(got.content), strict=True)
+    # the upload as sent is not kept (the store holds the checkpoint in its own layout)
+    assert not seeded.store.has_blob(hashlib.sha256(checkpoint).hexdigest())
