@@ -374,6 +374,8 @@ def _sample_cursor(sample_id: str) -> str:
 
 
 def _after_cursor(cursor: str) -> str:
+    if not cursor:  # never issued: a cursor names the last sample id of a page
+        raise BadRequest("the cursor is not one this API returned; start without it")
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         return base64.b64decode(padded, altchars=b"-_", validate=True).decode()
