@@ -215,25 +215,60 @@ class LetheClient:
         num_classes: int | None = None,
         auto_promote: bool = True,
         subject_identity_type: str = "user_id",
+        location: str | None = None,
+        layout: str | None = None,
+        preprocess: str | None = None,
     ) -> dict[str, Any]:
+        """Register a model. Published at once (`status` ready), or, for a `.pt` checkpoint
+        or a dataset by reference (`manifest` CSV / JSON Lines + `location` + `layout` +
+        `preprocess`), `validating` while its registration job runs (`wait_for_model`)."""
         data: dict[str, str] = {
             "name": name,
             "architecture": architecture,
             "auto_promote": str(auto_promote).lower(),
             "subject_identity_type": subject_identity_type,
         }
-        if dataset:
-            data["dataset"] = dataset
-        if dataset_params:
-            data["dataset_params"] = dataset_params
-        if num_classes:
-            data["num_classes"] = str(num_classes)
+        optional = {
+            "dataset": dataset,
+            "dataset_params": dataset_params,
+            "num_classes": str(num_classes) if num_classes else None,
+            "location": location,
+            "layout": layout,
+            "preprocess": preprocess,
+        }
+        data.update({k: v for k, v in optional.items() if v})
         with open(checkpoint, "rb") as ck:
-            files: dict[str, Any] = {"checkpoint": ("checkpoint.safetensors", ck)}
+            files: dict[str, Any] = {"checkpoint": (Path(checkpoint).name, ck)}
             if manifest is not None:
-                files["manifest"] = ("manifest.npz", manifest)
+                kind = "manifest.csv" if location else "manifest.npz"
+                files["manifest"] = (kind, manifest)
             if training_set is not None:
                 with open(training_set, "rb") as ts:
                     files["training_set"] = ("training_set.npz", ts)
                     return dict(self.request("POST", "/v1/models", data=data, files=files).json())
             return dict(self.request("POST", "/v1/models", data=data, files=files).json())
+
+    def get_model(self, name: str) -> dict[str, Any]:
+        """A model: status (validating, ready, rejected), its registration's phase and
+        progress, latest version."""
+        return dict(self.request("GET", f"/v1/models/{name}").json())
+
+    def wait_for_model(
+        self,
+        name: str,
+        *,
+        timeout: float = 3600.0,
+        interval: float = 2.0,
+        on_poll: Callable[[dict[str, Any]], None] | None = None,
+    ) -> dict[str, Any]:
+        """Poll until the model is no longer `validating` (ready or rejected)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            model = self.get_model(name)
+            if on_poll:
+                on_poll(model)
+            if model["status"] != "validating":
+                return model
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"model {name} still validating after {timeout}s")
+            time.sleep(interval)

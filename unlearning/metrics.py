@@ -156,7 +156,7 @@ def evaluate(
     """
     model.eval()
     if len(data.forget) == 0:
-        return _evaluate_without_forget(model, data, device)
+        return _evaluate_without_forget(model, data, device, cache)
     forgotten = data.forgotten_classes
     test, val = data.test.without_classes(forgotten), data.val.without_classes(forgotten)
     mostly = tuple(mostly_forgotten_classes(data))
@@ -199,23 +199,27 @@ def evaluate(
 
 @torch.no_grad()
 def _evaluate_without_forget(
-    model: SplitModel, data: UnlearnData, device: torch.device | str
+    model: SplitModel,
+    data: UnlearnData,
+    device: torch.device | str,
+    cache: FeatureCache | None = None,
 ) -> dict[str, float | None]:
-    """A model with nothing to forget (e.g. as registered): forget-set metrics are None."""
+    """A model with nothing to forget (e.g. as registered): forget-set metrics are None.
+    With a ``cache`` (or splits read from a source) logits come from the cached
+    penultimate activations, so a registration that warmed the cache reads no input again."""
     model.eval().to(device)
+    splits = (data.retain, data.test, data.val)
+    if cache is not None or any(s.source is not None for s in splits):
+        z = embed(model, *splits, cut=1, device=device, cache=cache)
+        ra, ta, va = (_acc(model.head(zi), s.y) for zi, s in zip(z, splits, strict=True))
+    else:
 
-    def acc(split: Split) -> float:
-        logits = torch.cat([model(x.to(device)).cpu() for x in split.x.split(4096)])
-        return _acc(logits, split.y)
+        def acc(split: Split) -> float:
+            logits = torch.cat([model(x.to(device)).cpu() for x in split.x.split(4096)])
+            return _acc(logits, split.y)
 
-    return {
-        "UA": None,
-        "RA": acc(data.retain),
-        "TA": acc(data.test),
-        "MIA": None,
-        "probe_UA": None,
-        "VA": acc(data.val),
-    }
+        ra, ta, va = (acc(s) for s in splits)
+    return {"UA": None, "RA": ra, "TA": ta, "MIA": None, "probe_UA": None, "VA": va}
 
 
 @torch.no_grad()

@@ -27,7 +27,7 @@ import hashlib
 import io
 import os
 import tarfile
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, Protocol
@@ -260,10 +260,14 @@ class _Probe(TorchDataset[str]):
 
 
 def find_problems(
-    source: ImageSource, *, limit: int = 100, workers: int = 0
+    source: ImageSource,
+    *,
+    limit: int = 100,
+    workers: int = 0,
+    progress: Callable[[float], None] | None = None,
 ) -> tuple[list[SampleProblem], int]:
     """Read and decode every row once; the first ``limit`` problems by sample id, and how
-    many rows had one."""
+    many rows had one. ``progress(fraction)`` is called after each batch."""
     problems: list[SampleProblem] = []
     count = 0
     data = DataLoader(
@@ -277,6 +281,8 @@ def find_problems(
                 if len(problems) < limit:
                     problems.append(SampleProblem(source.ids[row], reason))
             row += 1
+        if progress is not None:
+            progress(row / max(len(source), 1))
     return problems, count
 
 

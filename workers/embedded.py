@@ -14,7 +14,7 @@ from app.callbacks.sender import deliver_due
 from app.core.db import session_scope
 from app.housekeeping import Housekeeping, housekeeping
 from app.jobs.models import Job, JobStatus
-from workers.pipeline import run_job
+from workers.jobs import run as run_job
 from workers.runtime import Runtime
 
 log = logging.getLogger("lethe.embedded")

@@ -24,7 +24,7 @@ from app.core.config import Settings
 from app.core.db import session_scope
 from app.jobs import attempt as jobs
 from app.jobs import flows
-from workers.datasets import materialize
+from workers.datasets import REFERENCE, feature_cache, materialize, open_reference
 from workers.runtime import Runtime
 
 log = logging.getLogger("lethe.pipeline")
@@ -117,6 +117,13 @@ def load_dataset(dataset_id: str, params: dict[str, Any]) -> Any:
     return _dataset(dataset_id, json.dumps(params, sort_keys=True))
 
 
+def open_dataset(rt: Runtime, dataset_id: str, params: dict[str, Any], num_classes: int) -> Any:
+    """A model's training data: a dataset by reference, or a built-in / uploaded one."""
+    if dataset_id == REFERENCE:
+        return open_reference(rt, params, num_classes)
+    return load_dataset(dataset_id, materialize(rt, params))
+
+
 def gate(
     metrics: dict[str, Any], base_metrics: dict[str, Any], scope: str, settings: Settings
 ) -> str | None:
@@ -166,12 +173,12 @@ def _unlearn(claim: jobs.Claim, rt: Runtime, progress: Progress) -> flows.Outcom
     settings = rt.settings
     device = resolve_device(settings.device, settings.torch_threads)
     progress.set("loading")
-    ds = load_dataset(claim.dataset_id, materialize(rt, claim.dataset_params))
+    ds = open_dataset(rt, claim.dataset_id, claim.dataset_params, claim.num_classes)
     base_blob = rt.store.read_checkpoint(rt.store.get_manifest(claim.base_sha256))
     model = ul.load_checkpoint(base_blob, arch_id=claim.architecture, num_classes=claim.num_classes)
     forget_ids = sorted(set(claim.erased_sample_ids) | set(claim.new_sample_ids))
     data = ds.unlearn_data(forget_ids)
-    cache = ul.FeatureCache(settings.resolved_feature_cache_dir)
+    cache = feature_cache(rt, claim.dataset_id)
     hooks = ul.Hooks(
         progress=lambda phase, f: progress.set("unlearning", f), should_cancel=progress.lost.is_set
     )

@@ -26,7 +26,7 @@ def runtime() -> Runtime:
 
 @celery_app.task(name=RUN_JOB)
 def run_job(job_id: str) -> str:
-    from workers.pipeline import run_job as run
+    from workers.jobs import run
 
     return run(job_id, runtime())
 

@@ -38,6 +38,14 @@ class Settings(BaseSettings):
     device: str = "auto"
     """torch device for unlearning: auto (cuda when available), cpu, cuda, cuda:1, ..."""
     feature_cache_dir: Path | None = None
+    dataset_roots: str = ""
+    """Folders (separated by the OS path separator, `:` on Linux) under which a model's
+    dataset may be registered by reference (`location=/path/...`); the resolved path must
+    lie under one of them. Empty: folder locations are refused (S3 prefixes of the
+    configured endpoint still work)."""
+    data_workers: int = Field(0, ge=0)
+    """DataLoader worker processes that decode a dataset by reference (0: in the job's
+    own process)."""
     torch_threads: int = Field(1, ge=0)
     """CPU threads for torch in a worker (0: torch's default). One is fastest for the small
     CPU models of the embedded default, which shares the machine with the API."""
@@ -158,6 +166,12 @@ class Settings(BaseSettings):
     @property
     def resolved_feature_cache_dir(self) -> Path:
         return self.feature_cache_dir or self.data_dir / "features"
+
+    @property
+    def resolved_dataset_roots(self) -> list[Path]:
+        import os
+
+        return [Path(p).resolve() for p in self.dataset_roots.split(os.pathsep) if p.strip()]
 
     @property
     def embedded(self) -> bool:

@@ -9,6 +9,7 @@ PROBLEM_BASE), status and title; nothing sets them on an instance:
     ├── Forbidden              403 forbidden
     ├── NotFound               404 not-found
     ├── Conflict               409 conflict
+    │   ├── ModelRejected          409 model-rejected (`reason`: why its registration failed)
     │   └── IdempotencyKeyInUse    409 idempotency-key-in-use
     ├── PreconditionFailed     412 precondition-failed
     ├── PayloadTooLarge        413 payload-too-large
@@ -103,6 +104,10 @@ class Gone(LetheError):
 
 class VersionRetired(Gone):
     type, title = "version-retired", "Version retired: it still contains erased data"
+
+
+class ModelRejected(Conflict):
+    type, title = "model-rejected", "The model was rejected at registration"
 
 
 class RetiredAliasTarget(Conflict):

@@ -5,6 +5,7 @@
         │                 │  │               ├─ requeue (the job retries) ──► queued
         │                 │  │               └─ release (the job failed) ──► queued, or
         │                 │  │                  failed once the request's own attempts are spent
+        └── fail_waiting ─┴──┴─► failed        (the model was rejected at registration)
         └──── cancel ─────┴──┴─► canceled      (received / queued only)
         └──── deny ──────────► denied          (any open status but running)
 
@@ -129,6 +130,34 @@ def release(
         else:
             req.status = RequestStatus.queued
             req.status_reason = f"job {job_id} failed ({reason}); will be retried"
+    ids = [r.id for r in requests]
+    callbacks.request_status_changed(session=session, request_ids=ids)
+    return ids
+
+
+def fail_waiting(
+    *, session: Session, model_id: int, reason: str, actor: str, now: datetime
+) -> list[str]:
+    """received / queued → failed: the model they wait for was rejected at registration,
+    so no job will ever run them."""
+    requests = list(
+        session.scalars(
+            select(ErasureRequest).where(
+                ErasureRequest.model_id == model_id,
+                ErasureRequest.status.in_([RequestStatus.received, RequestStatus.queued]),
+            )
+        )
+    )
+    for req in requests:
+        req.status, req.status_reason = RequestStatus.failed, reason
+        req.completed_at = req.updated_at = now
+        audit.append(
+            session=session,
+            type="request.failed",
+            actor=actor,
+            subject=f"request:{req.id}",
+            data={"reason": reason},
+        )
     ids = [r.id for r in requests]
     callbacks.request_status_changed(session=session, request_ids=ids)
     return ids

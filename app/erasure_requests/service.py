@@ -20,6 +20,7 @@ from app.core.deadlines import add_months, days_left
 from app.core.errors import (
     BadRequest,
     Conflict,
+    ModelRejected,
     NotFound,
     Unprocessable,
     WrongIdentityType,
@@ -34,7 +35,7 @@ from app.erasure_requests.models import (
 )
 from app.erasure_requests.schemas import ErasureRequestCreate, ErasureRequestRead
 from app.registry import service as registry
-from app.registry.models import Model
+from app.registry.models import REJECTED, Model
 from app.registry.service import ModelRef, model_ref
 
 NO_DATA_HELD = "no data held: no training sample of {model!r} belongs to these subject identities"
@@ -102,6 +103,13 @@ def submit(
         raise Unprocessable(
             f"no model named {body.model!r}; GET /v1/models lists them",
             errors=[{"pointer": "/model", "detail": "unknown model"}],
+        )
+    status, reason = registry.model_status(session=session, model_id=model.id)
+    if status == REJECTED:  # a validating model's requests are accepted and wait for it
+        raise ModelRejected(
+            f"model {model.name!r} was rejected at registration, so it holds no data to "
+            f"erase: {reason}",
+            reason=reason,
         )
     srid = str(body.subject_request_id)
     sample_ids = _resolve_samples(session, model, body, settings)

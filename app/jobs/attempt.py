@@ -24,7 +24,7 @@ from app.core.db import utcnow
 from app.erasure_requests import lifecycle as requests
 from app.erasure_requests.models import ErasureRequestSample
 from app.jobs import scheduling
-from app.jobs.models import Job, JobStatus
+from app.jobs.models import REGISTER, UNLEARN, Job, JobStatus
 from app.registry import service as registry
 from app.registry.models import Model
 
@@ -59,12 +59,13 @@ class Claim:
 
 
 def claim(*, session: Session, job_id: str, worker: str) -> Claim | None:
-    """Take a queued job (conditional UPDATE). None if another worker won or nothing is left."""
+    """Take a queued erasure job (conditional UPDATE). None if another worker won, nothing
+    is left, or the job is a registration (`app.jobs.registration.claim`)."""
     now = utcnow()
     won = _rowcount(
         session,
         update(Job)
-        .where(Job.id == job_id, Job.status == JobStatus.queued)
+        .where(Job.id == job_id, Job.status == JobStatus.queued, Job.kind == UNLEARN)
         .values(
             status=JobStatus.running,
             attempts=Job.attempts + 1,
@@ -186,6 +187,10 @@ def fail_attempt(
     requests.release(
         session=session, job_id=job.id, reason=reason, settings=settings, actor=actor, now=now
     )
+    if job.kind == REGISTER:  # a registration that cannot finish rejects its model
+        from app.jobs.registration import reject  # registration builds on this module
+
+        reject(session=session, job=job, reason=reason, settings=settings, actor=actor)
     session.flush()
     scheduling.schedule_model(session=session, model_id=job.model_id, settings=settings, now=now)
     return job

@@ -21,6 +21,9 @@ class JobStatus(enum.StrEnum):
 
 
 ACTIVE = ("queued", "running")
+UNLEARN, REGISTER = "unlearn", "register"
+"""Job kinds: an unlearning run (base version -> new version), or a model's registration
+(checks its checkpoint and data, measures and publishes version 1; app.jobs.registration)."""
 
 
 class Job(Base):
@@ -42,6 +45,7 @@ class Job(Base):
     status: Mapped[JobStatus] = mapped_column(
         Enum(JobStatus, native_enum=False, length=16, validate_strings=True)
     )
+    kind: Mapped[str] = mapped_column(String(16), default=UNLEARN, server_default=UNLEARN)
     phase: Mapped[str] = mapped_column(String(64), default="queued")
     progress: Mapped[float] = mapped_column(default=0.0)
     """0–100 percent."""

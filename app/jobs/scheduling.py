@@ -24,6 +24,7 @@ from app.core.db import utcnow
 from app.erasure_requests import lifecycle as requests
 from app.erasure_requests.models import ErasureRequest, RequestStatus
 from app.jobs.models import ACTIVE, Job, JobStatus
+from app.registry.models import READY, Model
 
 log = logging.getLogger("lethe.dispatch")
 
@@ -42,6 +43,7 @@ JOB_QUEUED = Signal("job_queued", send=_dispatch)
 """Noted (with the job id) by a transaction that queued a job: after its commit the job
 goes to the session's dispatcher."""
 
+_MODEL_STATUS = select(Model.status).where(Model.id == bindparam("model_id"))
 _ACTIVE_JOB_ID = select(Job.id).where(Job.model_id == bindparam("model_id"), Job.status.in_(ACTIVE))
 
 
@@ -72,6 +74,8 @@ def schedule_model(
     moved = requests.batch(session=session, model_id=model_id, now=now) if ready else []
     if session.scalar(_ACTIVE_JOB_ID, {"model_id": model_id}) is not None:
         return None
+    if session.scalar(_MODEL_STATUS, {"model_id": model_id}) != READY:
+        return None  # its requests wait for the registration (app.jobs.registration)
     waiting = len(moved) or session.scalar(
         select(func.count())
         .select_from(ErasureRequest)

@@ -13,6 +13,8 @@ class JobRead(BaseModel):
     model_config = ConfigDict(from_attributes=True)
     id: UUID
     model: str
+    kind: str = "unlearn"
+    """`unlearn` (an erasure run) or `register` (a model's registration)."""
     status: JobStatus
     phase: str
     progress: float

@@ -26,6 +26,16 @@ class Model(Base):
     """The identity type (`user_id`, `email`, ...) its samples' subject refs are keyed hashes
     of; None when the training set names no subjects (or the model predates recording it)."""
     created_at: Mapped[datetime] = mapped_column(default=utcnow)
+    status: Mapped[str] = mapped_column(String(16), default="ready", server_default="ready")
+    """`validating` while its registration job runs, then `ready` (version 1 published) or
+    `rejected` (`status_reason` says why; nothing of it is left but this row)."""
+    status_reason: Mapped[str | None] = mapped_column(String(4096))
+    registration: Mapped[dict[str, Any] | None]
+    """What its registration job needs: the upload's blob digest and format, the actor;
+    None for models registered synchronously."""
+
+
+VALIDATING, READY, REJECTED = "validating", "ready", "rejected"
 
 
 class ModelVersion(Base):

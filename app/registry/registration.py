@@ -1,6 +1,16 @@
-"""Registering a model from an upload: checkpoint checked by its safetensors header against
-the architecture's published tensor spec (never unpickled, no torch in the API process),
-training set read from an npz, manifest inserted in bulk, v1 published.
+"""Registering a model from an upload, without torch in the API process.
+
+Two ways, chosen by what is uploaded:
+- **at once** (201, `ready`): a safetensors checkpoint checked by its header against the
+  architecture's published tensor spec (never unpickled) plus an npz training set or a
+  built-in dataset; version 1 is published in the request's transaction. Everything the
+  model needs has passed through the API and been checked, so nothing is left to find.
+- **as a job** (202, `validating`; `app.jobs.registration`): a `.pt` state dict (the API
+  cannot read it without torch), or a dataset by reference (`manifest` CSV / JSON Lines +
+  `location` + `layout` + `preprocess`, `app.registry.by_reference`), whose files only a
+  worker reads. The upload is stored as a blob, the manifest rows are inserted (so erasure
+  requests by sample id or subject are accepted and wait), and a worker checks, measures
+  and publishes version 1, or rejects the model with the reason.
 
 Training set, one of:
 - `training_set`: an npz the engine's `npz` loader reads (`x, y, ids, x_val, y_val,
@@ -31,8 +41,9 @@ from app.core.errors import (
     InvalidRegistration,
     Unprocessable,
 )
-from app.registry import service
-from app.registry.models import Model
+from app.jobs import registration as registration_jobs
+from app.registry import by_reference, service
+from app.registry.models import VALIDATING, Model
 from app.registry.training_set import MANIFEST_ARRAYS, TRAINING_SET_ARRAYS, read_npz, to_npz
 from models_store import InvalidCheckpoint
 from models_store.safetensors_format import parse_header, read_header_length
@@ -52,6 +63,22 @@ class Upload:
     num_classes: int | None = None
     auto_promote: bool = True
     subject_identity_type: str = "user_id"
+    location: str | None = None
+    layout: str | None = None
+    preprocess: str | None = None
+
+
+ZIP_MAGIC = b"PK\x03\x04"
+"""How a `torch.save` file starts (a zip archive since torch 1.6); a worker reads it with
+`torch.load(weights_only=True)`. Anything else must be safetensors."""
+TORCHVISION = "torchvision:"
+
+
+def _format(f: IO[bytes]) -> str:
+    f.seek(0)
+    head = f.read(4)
+    f.seek(0)
+    return "pt" if head == ZIP_MAGIC else "safetensors"
 
 
 def _invalid(
@@ -82,6 +109,11 @@ def register(
         raise Forbidden(f"this API key may not act on model {upload.name!r}")
     if session.scalar(select(Model.id).where(Model.name == upload.name)) is not None:
         raise Conflict(f"a model named {upload.name!r} already exists")
+    fmt = _format(upload.checkpoint)
+    if upload.location is not None or fmt == "pt":
+        return _accept(
+            session=session, store=store, settings=settings, client=client, upload=upload, fmt=fmt
+        )
     spec = service.architecture_spec(session=session, arch_id=upload.architecture)
     if (upload.training_set is None) == (upload.dataset is None):
         raise _invalid("give exactly one of `training_set` (npz) or `dataset`", "training_set")
@@ -161,3 +193,105 @@ def register(
         auto_promote=upload.auto_promote,
         subject_identity_type=upload.subject_identity_type if manifest.subject_refs else None,
     )
+
+
+def _accept(
+    *, session: Session, store: Any, settings: Settings, client: Client, upload: Upload, fmt: str
+) -> Model:
+    """Store the upload and the manifest; the model `validating` with its registration job."""
+    spec: dict[str, Any] | None = None
+    if not upload.architecture.startswith(TORCHVISION):
+        spec = service.architecture_spec(session=session, arch_id=upload.architecture)
+    elif fmt == "safetensors":
+        try:
+            spec = service.architecture_spec(session=session, arch_id=upload.architecture)
+        except Unprocessable:
+            spec = None  # any torchvision builder: the worker builds and checks it
+    secret = settings.secret_key.get_secret_value()
+    identity = upload.subject_identity_type
+    refs: list[str | None]
+    manifest_bytes: bytes  # the stored copy: JSON Lines rows, or the npz without subjects
+    if upload.location is not None:
+        if upload.training_set is not None or upload.dataset is not None:
+            raise _invalid(
+                "a dataset by reference (`location`) takes a `manifest`, not `training_set` "
+                "or `dataset`",
+                "location",
+            )
+        if upload.manifest is None:
+            raise _invalid(
+                "a dataset by reference needs its `manifest` (CSV or JSON Lines: sample_id, "
+                "label, split[, subject_ref, uri])",
+                "manifest",
+            )
+        ref = by_reference.read_reference(
+            manifest=upload.manifest.read(),
+            location=upload.location,
+            layout=upload.layout,
+            preprocess=upload.preprocess,
+            settings=settings,
+            identity_type=identity,
+        )
+        train = [r for r in ref.rows if r["split"] == "train"]
+        ids = [r["sample_id"] for r in train]
+        labels = [int(r["label"]) for r in train]
+        refs = [r["subject_ref"] for r in train]
+        found_classes = ref.num_classes
+        dataset_id = by_reference.REFERENCE
+        params: dict[str, Any] = dict(ref.params)
+        manifest_bytes = ref.jsonl()
+    elif upload.training_set is not None and upload.dataset is None:
+        npz = read_npz(
+            upload.training_set,
+            field="training_set",
+            required=TRAINING_SET_ARRAYS,
+            secret=secret,
+            identity_type=identity,
+        )
+        ids, labels = npz.ids, npz.labels
+        refs = npz.subject_refs or [None] * len(ids)
+        found_classes = npz.num_classes
+        arrays = {k: v for k, v in npz.arrays.items() if k != "subjects"}
+        dataset_id, params, manifest_bytes = "npz", {}, to_npz(arrays)
+    else:
+        raise _invalid(
+            "a `.pt` checkpoint is registered with an npz `training_set` or a dataset by "
+            "reference (`manifest` + `location`)",
+            "training_set",
+        )
+    num_classes = upload.num_classes or found_classes
+    if found_classes > num_classes:
+        raise _invalid(
+            f"labels go up to {found_classes - 1} but num_classes is {num_classes}",
+            "num_classes",
+        )
+    if fmt == "safetensors":
+        parsed = _header(upload.checkpoint)  # a bad header is refused now, not by the job
+        if spec is not None:
+            service.check_checkpoint(
+                parsed.tensors, spec, arch_id=upload.architecture, num_classes=num_classes
+            )
+    upload.checkpoint.seek(0)
+    digest = store.put_blob(upload.checkpoint)
+    # stored only once everything the API can check passed: a 422 leaves nothing behind
+    if dataset_id == "npz":
+        params.update(blob=store.put_blob(manifest_bytes), num_classes=num_classes)
+    else:
+        params["manifest"] = store.put_blob(manifest_bytes)
+    model = service.create_model(
+        session=session,
+        name=upload.name,
+        architecture=upload.architecture,
+        num_classes=num_classes,
+        dataset_id=dataset_id,
+        dataset_params=params,
+        samples=(
+            service.SampleRow(i, label, r) for i, label, r in zip(ids, labels, refs, strict=True)
+        ),
+        auto_promote=upload.auto_promote,
+        subject_identity_type=identity if any(refs) else None,
+        status=VALIDATING,
+        registration={"upload": digest, "format": fmt, "actor": client.actor},
+    )
+    registration_jobs.queue(session=session, model=model, settings=settings, actor=client.actor)
+    return model

@@ -22,7 +22,7 @@ from app.auth.service import Client
 from app.core.errors import BadRequest, NotFound
 from app.http.deps import SessionDep, SettingsDep, require
 from app.registry import downloads, registration, service
-from app.registry.models import Model, ModelVersion
+from app.registry.models import VALIDATING, Model, ModelVersion
 from app.registry.schemas import (
     MAX_VERSION,
     AliasHistory,
@@ -31,6 +31,7 @@ from app.registry.schemas import (
     AliasUpdate,
     ModelList,
     ModelRead,
+    RegistrationRead,
     SampleList,
     SampleRead,
     VersionList,
@@ -68,8 +69,16 @@ WritableModelDep = Annotated[Model, Depends(_writable_model)]
 
 def _read(session: SessionDep, model: Model) -> ModelRead:
     latest = service.latest_version(session=session, model_id=model.id)
+    job = service.registration_job(session=session, model=model)
     return ModelRead(
         name=model.name,
+        status=model.status,
+        status_reason=model.status_reason,
+        registration=None
+        if job is None
+        else RegistrationRead(
+            job_id=job.id, status=job.status.value, phase=job.phase, progress=job.progress
+        ),
         architecture=model.architecture,
         num_classes=model.num_classes,
         dataset_id=model.dataset_id,
@@ -113,6 +122,13 @@ def list_models(session: SessionDep, client: Reader) -> ModelList:
     "",
     status_code=201,
     response_model=ModelRead,
+    responses={
+        202: {
+            "model": ModelRead,
+            "description": "accepted: the model is `validating` while its registration job "
+            "runs (a `.pt` checkpoint or a dataset by reference)",
+        }
+    },
     openapi_extra={
         "requestBody": {
             "content": {
@@ -134,7 +150,13 @@ def register_model(
     client: Writer,
     name: Annotated[str, Form(description="unique model name", examples=["faces-resnet"])],
     architecture: Annotated[str, Form(description="architecture id", examples=["digits-cnn"])],
-    checkpoint: Annotated[UploadFile, File(description="safetensors weights (never pickle)")],
+    checkpoint: Annotated[
+        UploadFile,
+        File(
+            description="safetensors state dict, or a `.pt` state dict (torch.save zip; read "
+            "by the registration job with weights_only=True)"
+        ),
+    ],
     training_set: Annotated[
         UploadFile | None,
         File(description="npz: x, y, ids, x_val, y_val, ids_val, optional subjects"),
@@ -142,7 +164,29 @@ def register_model(
     dataset: Annotated[str | None, Form(description="or a built-in dataset id")] = None,
     dataset_params: Annotated[str | None, Form(description="JSON object")] = None,
     manifest: Annotated[
-        UploadFile | None, File(description="with `dataset`: npz of ids, y, optional subjects")
+        UploadFile | None,
+        File(
+            description="with `dataset`: npz of ids, y, optional subjects; with `location`: "
+            "CSV or JSON Lines of sample_id, label, split[, subject_ref, uri]"
+        ),
+    ] = None,
+    location: Annotated[
+        str | None,
+        Form(
+            description="dataset by reference: s3://bucket/prefix (the configured endpoint) "
+            "or a folder under LETHE_DATASET_ROOTS",
+        ),
+    ] = None,
+    layout: Annotated[
+        Literal["image-folder", "image-files", "webdataset"] | None,
+        Form(description="with `location`: how a manifest row finds its file"),
+    ] = None,
+    preprocess: Annotated[
+        str | None,
+        Form(
+            description='with `location`: JSON {"channels", "resize", "center_crop", "mean", '
+            '"std"} or {"preset": "ResNet18_Weights.IMAGENET1K_V1"}'
+        ),
     ] = None,
     num_classes: Annotated[int | None, Form(ge=2, le=1_000_000)] = None,
     auto_promote: Annotated[bool, Form(description="new versions move `production`")] = True,
@@ -152,8 +196,13 @@ def register_model(
 ) -> ModelRead:
     """Register a model: architecture, training set and checkpoint become version 1.
 
-    The checkpoint is checked against the architecture's tensors (names, shapes, dtypes)
-    from its safetensors header; raw subject identities are stored only as keyed hashes.
+    A safetensors checkpoint with an npz training set (or a built-in dataset) is checked
+    against the architecture's tensors from its header and published at once (201). A `.pt`
+    checkpoint or a dataset by reference (`manifest` + `location` + `layout` +
+    `preprocess`) is answered 202 with the model `validating`: a registration job checks
+    the checkpoint and every row's file, measures version 1 and warms the feature cache,
+    then the model is `ready` or `rejected` (GET the model for phase and percent). Raw
+    subject identities are stored only as keyed hashes.
     """
     model = registration.register(
         session=session,
@@ -171,9 +220,14 @@ def register_model(
             num_classes=num_classes,
             auto_promote=auto_promote,
             subject_identity_type=subject_identity_type,
+            location=location,
+            layout=layout,
+            preprocess=preprocess,
         ),
     )
     response.headers["Location"] = f"/v1/models/{model.name}"
+    if model.status == VALIDATING:
+        response.status_code = 202
     return _read(session, model)
 
 
@@ -320,8 +374,10 @@ def _sample_cursor(sample_id: str) -> str:
 
 
 def _after_cursor(cursor: str) -> str:
-    """The sample id a cursor names: any unpadded base64url text is a position after which
-    to list (`SAMPLE_CURSOR_PATTERN` in the OpenAPI document)."""
+    """The sample id a cursor names: any unpadded, non-empty base64url text is a position
+    after which to list (`SAMPLE_CURSOR_PATTERN` in the OpenAPI document)."""
+    if not cursor:  # never issued: a cursor names the last sample id of a page
+        raise BadRequest("the cursor is not one this API returned; start without it")
     try:
         if len(cursor) % 4 == 1 or "+" in cursor or "/" in cursor:
             raise ValueError(cursor)

@@ -9,9 +9,30 @@ MAX_VERSION = 2**31 - 1
 """Version numbers are 32-bit integers in the database; larger ones are refused with 422."""
 
 
+class RegistrationRead(BaseModel):
+    """The model's registration job, while it runs and after (what `lethe models register`
+    shows): phase and percent as the worker reports them."""
+
+    job_id: str
+    status: str
+    """The job's status: queued, running, succeeded or failed."""
+    phase: str
+    """queued, starting, checking checkpoint, reading data, warming features, measuring,
+    publishing, ready (or rejected)."""
+    progress: float
+    """Percent, 0-100."""
+
+
 class ModelRead(BaseModel):
     model_config = ConfigDict(from_attributes=True)
     name: str
+    status: Literal["validating", "ready", "rejected"] = "ready"
+    """`validating`: its registration job checks the checkpoint and data (erasure requests
+    are accepted and wait); `ready`: version 1 is published; `rejected`: see
+    `status_reason` (erasure requests are refused with 409)."""
+    status_reason: str | None = None
+    registration: RegistrationRead | None = None
+    """Registrations that ran as a job (202); null for one published at once."""
     architecture: str
     num_classes: int
     dataset_id: str

@@ -6,7 +6,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, cast
 
-from sqlalchemy import Table, func, select
+from sqlalchemy import Table, delete, func, select
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
@@ -21,8 +21,10 @@ from app.core.errors import (
     RetiredAliasTarget,
     Unprocessable,
 )
+from app.jobs.models import REGISTER, Job
 from app.registry import versions
 from app.registry.models import (
+    READY,
     Alias,
     AliasMove,
     ArchitectureSpec,
@@ -74,11 +76,39 @@ def model_ref(
     return ref
 
 
+_ready: set[tuple[Any, int]] = set()
+
+
+def model_status(*, session: Session, model_id: int) -> tuple[str, str | None]:
+    """(status, reason) of a model; `ready` is final, so it is remembered per process."""
+    key = (session.get_bind().engine.url, model_id)
+    if key in _ready:
+        return READY, None
+    row = session.execute(
+        select(Model.status, Model.status_reason).where(Model.id == model_id)
+    ).one()
+    if row.status == READY:
+        _ready.add(key)
+    return row.status, row.status_reason
+
+
 def get_model(*, session: Session, name: str) -> Model:
     model = session.scalar(select(Model).where(Model.name == name))
     if model is None:
         raise NotFound(f"no model named {name!r}; GET /v1/models lists the registered ones")
     return model
+
+
+def registration_job(*, session: Session, model: Model) -> Job | None:
+    """The model's registration job, if it was registered through one."""
+    if model.registration is None:
+        return None
+    return session.scalar(
+        select(Job)
+        .where(Job.model_id == model.id, Job.kind == REGISTER)
+        .order_by(Job.created_at.desc())
+        .limit(1)
+    )
 
 
 def list_models(*, session: Session) -> list[Model]:
@@ -132,6 +162,44 @@ def register_model(
 ) -> Model:
     """Register a model with version 1 and its training-set manifest (inserted in bulk).
     `subject_identity_type` is the type the samples' subject refs were hashed under."""
+    model = create_model(
+        session=session,
+        name=name,
+        architecture=architecture,
+        num_classes=num_classes,
+        dataset_id=dataset_id,
+        dataset_params=dataset_params,
+        samples=samples,
+        auto_promote=auto_promote,
+        subject_identity_type=subject_identity_type,
+    )
+    publish_first_version(
+        session=session,
+        model=model,
+        checkpoint_sha256=checkpoint_sha256,
+        checkpoint_size=checkpoint_size,
+        stored_bytes=stored_bytes,
+        metrics=metrics,
+        actor=actor,
+    )
+    return model
+
+
+def create_model(
+    *,
+    session: Session,
+    name: str,
+    architecture: str,
+    num_classes: int,
+    dataset_id: str,
+    dataset_params: dict[str, Any],
+    samples: Iterable[SampleRow],
+    auto_promote: bool = True,
+    subject_identity_type: str | None = None,
+    status: str = READY,
+    registration: dict[str, Any] | None = None,
+) -> Model:
+    """The model row and its training-set manifest, without a version (yet)."""
     if session.scalar(select(Model.id).where(Model.name == name)) is not None:
         raise Conflict(f"a model named {name!r} already exists")
     model = Model(
@@ -142,16 +210,33 @@ def register_model(
         dataset_params=dataset_params,
         auto_promote=auto_promote,
         subject_identity_type=subject_identity_type,
+        status=status,
+        registration=registration,
     )
     session.add(model)
     session.flush()
-    count = _insert_samples(session, model.id, samples)
-    versions.add_version(
+    _insert_samples(session, model.id, samples)
+    return model
+
+
+def publish_first_version(
+    *,
+    session: Session,
+    model: Model,
+    checkpoint_sha256: str,
+    checkpoint_size: int,
+    stored_bytes: int,
+    metrics: dict[str, Any],
+    actor: str,
+    job_id: str | None = None,
+) -> ModelVersion:
+    """Version 1, the `production` alias on it, and the `model.registered` audit event."""
+    version = versions.add_version(
         session=session,
         model_id=model.id,
         number=1,
         parent_number=None,
-        job_id=None,
+        job_id=job_id,
         method="registered",
         params={},
         metrics=metrics,
@@ -165,15 +250,15 @@ def register_model(
         session=session,
         type="model.registered",
         actor=actor,
-        subject=f"model:{name}",
+        subject=f"model:{model.name}",
         data={
-            "architecture": architecture,
-            "dataset": dataset_id,
-            "samples": count,
+            "architecture": model.architecture,
+            "dataset": model.dataset_id,
+            "samples": count_samples(session=session, model_id=model.id),
             "checkpoint_sha256": checkpoint_sha256,
         },
     )
-    return model
+    return version
 
 
 def move_alias(*, session: Session, model: Model, alias: str, number: int, actor: str) -> Alias:
@@ -264,6 +349,12 @@ def erased_up_to(*, session: Session, model_id: int, number: int) -> list[tuple[
         .order_by(TrainingSample.sample_id)
     )
     return [(sample_id, n) for sample_id, n in rows if n is not None]
+
+
+def delete_samples(*, session: Session, model_id: int) -> int:
+    """Remove a model's training-set manifest (a rejected registration leaves none)."""
+    result = session.execute(delete(TrainingSample).where(TrainingSample.model_id == model_id))
+    return int(getattr(result, "rowcount", 0) or 0)
 
 
 def count_samples(*, session: Session, model_id: int) -> int:

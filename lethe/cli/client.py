@@ -249,44 +249,133 @@ def versions_download(
 @models_app.command("register")
 def models_register(
     name: Annotated[str, typer.Option()],
-    architecture: Annotated[str, typer.Option()],
-    checkpoint: Annotated[Path, typer.Option(help="safetensors file")],
+    architecture: Annotated[str, typer.Option(help="e.g. torchvision:resnet18")],
+    checkpoint: Annotated[
+        Path, typer.Option(help="state dict: safetensors, or .pt (torch.save(model.state_dict()))")
+    ],
     training_set: Annotated[
         Path | None, typer.Option(help="npz: x, y, ids, x_val, y_val, ids_val[, subjects]")
     ] = None,
     dataset: Annotated[str | None, typer.Option(help="or a built-in dataset id")] = None,
     dataset_params: Annotated[str | None, typer.Option(help="JSON object")] = None,
     manifest: Annotated[
-        Path | None, typer.Option(help="npz of ids, y[, subjects]; computed if omitted")
+        Path | None,
+        typer.Option(
+            help="with --location: CSV or JSON Lines (sample_id, label, split[, subject_ref, "
+            "uri]); with --dataset: npz of ids, y[, subjects] (computed if omitted)"
+        ),
+    ] = None,
+    location: Annotated[
+        str | None,
+        typer.Option(help="dataset by reference: s3://bucket/prefix or a server folder"),
+    ] = None,
+    layout: Annotated[
+        str | None, typer.Option(help="with --location: image-folder, image-files, webdataset")
+    ] = None,
+    preprocess: Annotated[
+        str | None,
+        typer.Option(
+            help='with --location: JSON {"resize", "center_crop", "mean", "std", "channels"} '
+            "or a torchvision weights preset name (ResNet18_Weights.IMAGENET1K_V1)"
+        ),
     ] = None,
     num_classes: Annotated[int | None, typer.Option()] = None,
     auto_promote: Annotated[bool, typer.Option(help="new versions move `production`")] = True,
     subject_identity_type: Annotated[str, typer.Option()] = "user_id",
+    wait: Annotated[
+        bool, typer.Option(help="wait for a registration job, drawing its phase and progress")
+    ] = True,
+    timeout: Annotated[float, typer.Option(help="seconds to wait")] = 3600.0,
+    interval: Annotated[float, typer.Option(help="seconds between polls")] = 2.0,
     url: Url = DEFAULT_URL,
     key: Key = "",
 ) -> None:
-    """Register a model (checkpoint + training set) as version 1."""
+    """Register a model (checkpoint + training set) as version 1.
+
+    A `.pt` checkpoint or a dataset by reference runs a registration job; the command waits
+    for it (unless --no-wait) with its phase and percentage on stderr, prints the model
+    (stdout) and where to download version 1; exit 1 if the model was rejected."""
     manifest_bytes = manifest.read_bytes() if manifest else None
     if dataset and manifest_bytes is None:
         manifest_bytes = builtin_manifest(dataset, json.loads(dataset_params or "{}"))
+    if preprocess and not preprocess.lstrip().startswith("{"):
+        preprocess = json.dumps({"preset": preprocess})  # a bare preset name
     try:
         with _client(url, key) as lethe:
-            _out(
-                lethe.register_model(
-                    name,
-                    architecture,
-                    checkpoint,
-                    training_set=training_set,
-                    dataset=dataset,
-                    dataset_params=dataset_params,
-                    manifest=manifest_bytes,
-                    num_classes=num_classes,
-                    auto_promote=auto_promote,
-                    subject_identity_type=subject_identity_type,
-                )
+            model = lethe.register_model(
+                name,
+                architecture,
+                checkpoint,
+                training_set=training_set,
+                dataset=dataset,
+                dataset_params=dataset_params,
+                manifest=manifest_bytes,
+                num_classes=num_classes,
+                auto_promote=auto_promote,
+                subject_identity_type=subject_identity_type,
+                location=location,
+                layout=layout,
+                preprocess=preprocess,
             )
-    except (ApiError, httpx.HTTPError) as exc:
+            if model.get("status") == "validating" and wait:
+                model = _wait_for_model(lethe, model, timeout=timeout, interval=interval)
+    except (ApiError, httpx.HTTPError, TimeoutError) as exc:
         raise _fail(exc) from None
+    _out(model)
+    _say_where(model, url)
+
+
+def _wait_for_model(
+    lethe: LetheClient, model: dict[str, Any], *, timeout: float, interval: float
+) -> dict[str, Any]:
+    """Poll the model until its registration ends, drawing phase and percent on stderr."""
+    from rich.console import Console
+    from rich.progress import BarColumn, Progress, TaskProgressColumn, TimeElapsedColumn
+
+    bar = Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        TaskProgressColumn(),
+        "{task.fields[phase]}",
+        TimeElapsedColumn(),
+        console=Console(stderr=True),
+    )
+    with bar:
+        task = bar.add_task(f"registering {model['name']}", total=100, phase="queued")
+
+        def show(m: dict[str, Any]) -> None:
+            reg = m.get("registration") or {}
+            bar.update(task, completed=float(reg.get("progress", 0.0)), phase=reg.get("phase", ""))
+
+        return lethe.wait_for_model(model["name"], timeout=timeout, interval=interval, on_poll=show)
+
+
+def _say_where(model: dict[str, Any], url: str) -> None:
+    """On stderr: the version and where to download it, or why the model was rejected."""
+    from rich.console import Console
+
+    err = Console(stderr=True)
+    name = model["name"]
+    if model.get("status") == "rejected":
+        err.print(
+            f"model {name} rejected: {model.get('status_reason')}", soft_wrap=True, markup=False
+        )
+        raise typer.Exit(1)
+    if model.get("status") == "validating":
+        err.print(
+            f"model {name} is validating; follow it with GET {url.rstrip('/')}/v1/models/{name}",
+            soft_wrap=True,
+            markup=False,
+        )
+        return
+    number = model["latest_version"]
+    err.print(
+        f"{name} version {number} is ready; download it with "
+        f"`lethe versions download {name} {number}` "
+        f"(GET {url.rstrip('/')}/v1/models/{name}/versions/{number}/checkpoint)",
+        soft_wrap=True,
+        markup=False,
+    )
 
 
 def builtin_manifest(dataset: str, params: dict[str, Any]) -> bytes:

@@ -68,6 +68,9 @@ def collect_garbage(
 ) -> Removal:
     """Delete (or, on a dry run, list) the blobs no manifest and no model record references."""
     with session_scope(session_factory, None) as s:
-        params = list(s.scalars(select(Model.dataset_params)))
-    keep = set().union(*(_digests(p) for p in params))
+        # a rejected registration's uploads are garbage; a validating one's are kept
+        rows = s.execute(
+            select(Model.dataset_params, Model.registration).where(Model.status != "rejected")
+        ).all()
+    keep = set().union(*(_digests(p) | _digests(r) for p, r in rows))
     return store.gc(keep_blobs=keep, dry_run=dry_run)
