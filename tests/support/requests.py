@@ -128,7 +128,9 @@ def demo_subject(index: int = 0) -> tuple[str, list[str]]:
 
     train = load_dataset(DEMO_DATASET, DEMO_PARAMS).train
     subject = sorted(set(train.subjects))[index]
-    return subject, sorted(i for i, s in zip(train.ids, train.subjects, strict=True) if s == subject)
+    return subject, sorted(
+        i for i, s in zip(train.ids, train.subjects, strict=True) if s == subject
+    )
 
 
 def subject_body(subject: str, model: str | None = None, **extra: Any) -> dict[str, Any]:
