@@ -37,6 +37,7 @@ from app.core.after_commit import Dispatcher, Signal
 from app.core.config import Settings
 from app.core.db import utcnow
 from app.core.errors import NotFound
+from app.erasure_requests import children
 from app.erasure_requests.models import ErasureRequest
 from app.opendsr.mapping import rfc3339, status_body
 from app.opendsr.models import OpenDSRRequest
@@ -87,8 +88,10 @@ def _next_sequences(session: Session, ids: Sequence[str]) -> dict[str, int]:
     return {rid: last.get(rid, 0) + 1 for rid in ids}
 
 
-def _request_data(req: ErasureRequest, model_name: str) -> dict[str, Any]:
-    return {
+def _request_data(
+    req: ErasureRequest, model_name: str | None, kids: list[dict[str, Any]] | None
+) -> dict[str, Any]:
+    data: dict[str, Any] = {
         "id": req.id,
         "subject_request_id": req.subject_request_id,
         "model": model_name,
@@ -99,6 +102,9 @@ def _request_data(req: ErasureRequest, model_name: str) -> dict[str, Any]:
         "due_at": rfc3339(req.due_at),
         "completed_at": rfc3339(req.completed_at) if req.completed_at else None,
     }
+    if kids is not None:  # a fan-out parent: each model's child, with its result version
+        data["models"] = kids
+    return data
 
 
 def _add(session: Session, **values: Any) -> CallbackDelivery:
@@ -125,7 +131,7 @@ def request_status_changed(
     ids = list(dict.fromkeys(request_ids))
     rows = session.execute(
         select(ErasureRequest, Model.name)
-        .join(Model, Model.id == ErasureRequest.model_id)
+        .outerjoin(Model, Model.id == ErasureRequest.model_id)  # a fan-out parent has none
         # JSON is stored as text on every backend; most requests have no callback target
         .where(ErasureRequest.id.in_(ids), cast(ErasureRequest.callback_urls, String) != "[]")
         .execution_options(populate_existing=True)
@@ -138,14 +144,22 @@ def request_status_changed(
     }
     out = []
     sequences = _next_sequences(session, [req.id for req, _ in rows])
+    kids = children.entries(
+        session=session, parent_ids=[req.id for req, _ in rows if children.is_parent(req)]
+    )
     for req, model_name in rows:
         sequence = sequences[req.id]
+        mine = kids.get(req.id)
         for url in req.callback_urls or []:
             if req.id in opendsr:
                 protocol = DeliveryProtocol.opendsr
                 domain = opendsr[req.id].processor_domain
                 status = status_body(
-                    req=req, model_name=model_name, domain=domain, status_callback_url=url
+                    req=req,
+                    model_name=model_name,
+                    domain=domain,
+                    status_callback_url=url,
+                    children=mine,
                 )
                 status["extensions"][domain].update(
                     sequence=sequence, timestamp=_stamp_ms(utcnow())
@@ -153,7 +167,9 @@ def request_status_changed(
                 body = _dumps(status)
             else:
                 protocol = DeliveryProtocol.webhooks
-                body = _envelope(REQUEST_STATUS_CHANGED, _request_data(req, model_name), sequence)
+                body = _envelope(
+                    REQUEST_STATUS_CHANGED, _request_data(req, model_name, mine), sequence
+                )
             out.append(
                 _add(
                     session,

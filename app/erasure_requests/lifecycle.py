@@ -11,8 +11,15 @@
 
 The job side (`batch`, `start`, `complete`, `requeue`, `release`) is called by
 `app.jobs`; the requester side (`cancel`, `extend`, `deny`) by the routers. Each change
-queues the status callbacks of the requests it moved. Submitting stores a request as
-`received`, or `queued` when there is no batching window (`app.erasure_requests.service`).
+queues the status callbacks of the requests it moved and brings their fan-out parents up
+to date (`parents.refresh`). Submitting stores a request as `received`, or `queued` when
+there is no batching window (`app.erasure_requests.service`).
+
+A fan-out parent (`fanout.py`) is canceled, denied or extended as a whole: the change is
+made to each of its open children (each audited) and the parent follows. It can be
+canceled or denied only while its status is received or queued (no child has started),
+as a single request. Its children are ordinary requests and can also be canceled, denied
+or extended one by one; the parent summarises whatever they end as.
 """
 
 from __future__ import annotations
@@ -29,6 +36,8 @@ from app.core.config import Settings
 from app.core.db import utcnow
 from app.core.deadlines import add_months
 from app.core.errors import Conflict
+from app.erasure_requests import parents
+from app.erasure_requests.children import children_of, is_parent
 from app.erasure_requests.models import FINAL_STATUSES, ErasureRequest, RequestStatus
 
 # --- the job side --------------------------------------------------------------------------
@@ -49,7 +58,9 @@ def batch(*, session: Session, model_id: int, now: datetime) -> list[str]:
     ).all()
     with_targets = [rid for rid, urls in rows if urls]
     callbacks.request_status_changed(session=session, request_ids=with_targets)
-    return [rid for rid, _ in rows]
+    moved = [rid for rid, _ in rows]
+    parents.refresh(session=session, child_ids=moved, now=now)
+    return moved
 
 
 def start(*, session: Session, model_id: int, job_id: str, now: datetime) -> list[str]:
@@ -68,6 +79,7 @@ def start(*, session: Session, model_id: int, job_id: str, now: datetime) -> lis
         )
     )
     callbacks.request_status_changed(session=session, request_ids=request_ids)
+    parents.refresh(session=session, child_ids=request_ids, now=now)
     return request_ids
 
 
@@ -85,6 +97,7 @@ def complete(*, session: Session, request_ids: list[str], version: int, now: dat
         )
     )
     callbacks.request_status_changed(session=session, request_ids=request_ids)
+    parents.refresh(session=session, child_ids=request_ids, now=now)
 
 
 def _running(session: Session, job_id: str) -> list[ErasureRequest]:
@@ -104,6 +117,7 @@ def requeue(*, session: Session, job_id: str, now: datetime) -> list[str]:
         req.status, req.updated_at = RequestStatus.queued, now
     ids = [r.id for r in requests]
     callbacks.request_status_changed(session=session, request_ids=ids)
+    parents.refresh(session=session, child_ids=ids, now=now)
     return ids
 
 
@@ -132,6 +146,7 @@ def release(
             req.status_reason = f"job {job_id} failed ({reason}); will be retried"
     ids = [r.id for r in requests]
     callbacks.request_status_changed(session=session, request_ids=ids)
+    parents.refresh(session=session, child_ids=ids, now=now, actor=actor)
     return ids
 
 
@@ -166,18 +181,37 @@ def fail_waiting(
 # --- the requester side --------------------------------------------------------------------
 
 
+def _open_children(session: Session, parent: ErasureRequest) -> list[ErasureRequest]:
+    kids = children_of(session=session, parent_ids=[parent.id])[parent.id]
+    return [c for c, _ in kids if c.status not in FINAL_STATUSES]
+
+
+def _parent_started(parent: ErasureRequest, action: str) -> Conflict:
+    return Conflict(
+        f"request {parent.id} fans out to several models and erasure has started on at "
+        f"least one of them; it can no longer be {action} as a whole (its children, listed "
+        "in GET /v1/erasure-requests/{id}, can be one by one while they are not running)",
+        status_of_request=parent.status.value,
+    )
+
+
 def cancel(*, session: Session, req: ErasureRequest, client: Client) -> ErasureRequest:
-    if req.status in (RequestStatus.received, RequestStatus.queued):
-        req.status, req.status_reason = RequestStatus.canceled, "canceled by the requester"
-        req.completed_at = req.updated_at = utcnow()
-        audit.append(
-            session=session,
-            type="request.canceled",
-            actor=client.actor,
-            subject=f"request:{req.id}",
-            data={},
+    """Cancel a request no job has started on (a fan-out parent: all its children)."""
+    if is_parent(req) and req.status in (RequestStatus.received, RequestStatus.queued):
+        now = utcnow()
+        kids = _open_children(session, req)
+        for child in kids:
+            _cancel_one(session, child, client, now)
+        parents.refresh(
+            session=session, child_ids=[c.id for c in kids], now=now, actor=client.actor
         )
-        callbacks.request_status_changed(session=session, request_ids=[req.id])
+        return req
+    if is_parent(req) and req.status == RequestStatus.running:
+        raise _parent_started(req, "canceled")
+    if req.status in (RequestStatus.received, RequestStatus.queued):
+        now = utcnow()
+        _cancel_one(session, req, client, now)
+        parents.refresh(session=session, child_ids=[req.id], now=now, actor=client.actor)
         return req
     if req.status == RequestStatus.canceled:
         return req
@@ -193,10 +227,35 @@ def cancel(*, session: Session, req: ErasureRequest, client: Client) -> ErasureR
     )
 
 
+def _cancel_one(session: Session, req: ErasureRequest, client: Client, now: datetime) -> None:
+    req.status, req.status_reason = RequestStatus.canceled, "canceled by the requester"
+    req.completed_at = req.updated_at = now
+    audit.append(
+        session=session,
+        type="request.canceled",
+        actor=client.actor,
+        subject=f"request:{req.id}",
+        data={},
+    )
+    callbacks.request_status_changed(session=session, request_ids=[req.id])
+
+
 def extend(
     *, session: Session, req: ErasureRequest, months: int, reason: str, client: Client
 ) -> ErasureRequest:
-    """Art. 12(3): push the deadline to received + 1 + `months` months, once."""
+    """Art. 12(3): push the deadline to received + 1 + `months` months, once (a fan-out
+    parent: its open children's too)."""
+    if is_parent(req) and req.status not in FINAL_STATUSES:
+        for child in _open_children(session, req):
+            _extend_one(session, child, months, reason, client)
+    req = _extend_one(session, req, months, reason, client)
+    parents.refresh(session=session, child_ids=[req.id], now=req.updated_at, actor=client.actor)
+    return req
+
+
+def _extend_one(
+    session: Session, req: ErasureRequest, months: int, reason: str, client: Client
+) -> ErasureRequest:
     if req.status in FINAL_STATUSES:
         raise Conflict(f"request {req.id} is {req.status.value}; its deadline no longer runs")
     if req.extended_at is not None:
@@ -228,7 +287,10 @@ def extend(
 def deny(
     *, session: Session, req: ErasureRequest, ground: str, reason: str, client: Client
 ) -> ErasureRequest:
-    """Art. 17(3): refuse a request that no job has started on, with its ground and reason."""
+    """Art. 17(3): refuse a request that no job has started on, with its ground and reason
+    (a fan-out parent: all its children, while none has started)."""
+    if is_parent(req) and req.status == RequestStatus.running:
+        raise _parent_started(req, "denied")
     if req.status == RequestStatus.running:
         raise Conflict(
             f"request {req.id} is already being erased by job {req.job_id}; it can no longer "
@@ -238,14 +300,17 @@ def deny(
     if req.status in FINAL_STATUSES:
         raise Conflict(f"request {req.id} is {req.status.value}; only open requests can be denied")
     now = utcnow()
-    req.status, req.status_reason, req.denial_ground = RequestStatus.denied, reason, ground
-    req.completed_at = req.updated_at = now
-    audit.append(
-        session=session,
-        type="request.denied",
-        actor=client.actor,
-        subject=f"request:{req.id}",
-        data={"ground": ground, "reason": reason},
-    )
-    callbacks.request_status_changed(session=session, request_ids=[req.id])
+    targets = _open_children(session, req) if is_parent(req) else [req]
+    for one in targets:
+        one.status, one.status_reason, one.denial_ground = RequestStatus.denied, reason, ground
+        one.completed_at = one.updated_at = now
+        audit.append(
+            session=session,
+            type="request.denied",
+            actor=client.actor,
+            subject=f"request:{one.id}",
+            data={"ground": ground, "reason": reason},
+        )
+        callbacks.request_status_changed(session=session, request_ids=[one.id])
+    parents.refresh(session=session, child_ids=[t.id for t in targets], now=now, actor=client.actor)
     return req

@@ -31,11 +31,19 @@ class ErasureRequest(Base):
     __table_args__ = (
         Index("ix_erasure_requests_model_status", "model_id", "status"),
         Index("ix_erasure_requests_received", "received_at", "id"),
+        Index("ix_erasure_requests_parent", "parent_id"),
     )
 
     id: Mapped[str] = mapped_column(String(36), primary_key=True)
-    subject_request_id: Mapped[str] = mapped_column(String(36), unique=True)
-    model_id: Mapped[int] = mapped_column(ForeignKey("models.id"))
+    subject_request_id: Mapped[str | None] = mapped_column(String(36), unique=True)
+    """The portal's id; None on the children of a fan-out (their parent holds it)."""
+    model_id: Mapped[int | None] = mapped_column(ForeignKey("models.id"))
+    """None on a fan-out parent (a subject request naming no model: `parents.py`)."""
+    parent_id: Mapped[str | None] = mapped_column(ForeignKey("erasure_requests.id"))
+    """The fan-out parent of a child request (one child per model holding the subject)."""
+    selector_digest: Mapped[str | None] = mapped_column(String(64))
+    """A fan-out parent's SHA-256 over its subjects' sorted keyed hashes (never a raw
+    identity): a repeated subject_request_id is the same request only with the same one."""
     regulation: Mapped[str] = mapped_column(String(32))
     status: Mapped[RequestStatus] = mapped_column(
         Enum(RequestStatus, native_enum=False, length=16, validate_strings=True)

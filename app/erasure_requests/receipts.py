@@ -24,6 +24,7 @@ from app.audit.models import AuditEvent, AuditHead
 from app.core.config import Settings
 from app.core.db import utcnow
 from app.core.errors import Conflict
+from app.erasure_requests.children import children_of, is_parent, subject_request_id
 from app.erasure_requests.models import ErasureRequest, ErasureRequestSample, RequestStatus
 from app.erasure_requests.schemas import ErasureReceiptRead
 from app.opendsr.keys import signing_key
@@ -93,6 +94,30 @@ def _outcome(session: Session, req: ErasureRequest, model: Model) -> dict[str, A
     return outcome
 
 
+def _parent_outcome(session: Session, parent: ErasureRequest) -> dict[str, Any]:
+    """A fan-out parent's outcome: each model's child, as its own receipt states it."""
+    kids = children_of(session=session, parent_ids=[parent.id])[parent.id]
+    models = []
+    for child, name in kids:
+        model = session.get(Model, child.model_id)
+        assert model is not None
+        models.append(
+            {
+                "model": name,
+                "request_id": child.id,
+                "status": child.status.value,
+                "status_reason": child.status_reason,
+                "denial_ground": child.denial_ground,
+                **_outcome(session, child, model),
+            }
+        )
+    return {
+        "no_data_held": not kids,
+        "erased_sample_count": sum(m["erased_sample_count"] for m in models),
+        "models": models,
+    }
+
+
 def receipt(
     *, session: Session, req: ErasureRequest, settings: Settings, store: Any = None
 ) -> ErasureReceiptRead:
@@ -112,26 +137,36 @@ def receipt(
         .limit(1)
     )
     head = session.get(AuditHead, 1)
-    model = session.get(Model, req.model_id)
-    assert model is not None and event is not None and head is not None
+    assert event is not None and head is not None
+    asked: dict[str, Any] = {
+        "id": req.id,
+        "subject_request_id": subject_request_id(session=session, req=req),
+        "regulation": req.regulation,
+        "model": None,
+        "submitted_time": _iso(req.submitted_time),
+        "received_at": _iso(req.received_at),
+        "sample_count": req.sample_count,
+    }
+    if is_parent(req):
+        outcome = _parent_outcome(session, req)
+        asked["models"] = [c["model"] for c in outcome["models"]]
+    else:
+        model = session.get(Model, req.model_id)
+        assert model is not None
+        asked["model"] = model.name
+        outcome = _outcome(session, req, model)
+        if req.parent_id is not None:
+            asked["parent_id"] = req.parent_id
     body: dict[str, Any] = {
         "receipt_version": 1,
         "issuer": settings.opendsr_processor_domain,
         "issued_at": _iso(utcnow()),
-        "request": {
-            "id": req.id,
-            "subject_request_id": req.subject_request_id,
-            "regulation": req.regulation,
-            "model": model.name,
-            "submitted_time": _iso(req.submitted_time),
-            "received_at": _iso(req.received_at),
-            "sample_count": req.sample_count,
-        },
+        "request": asked,
         "status": req.status.value,
         "status_reason": req.status_reason,
         "denial_ground": req.denial_ground,
         "finished_at": _iso(req.completed_at),
-        "outcome": _outcome(session, req, model),
+        "outcome": outcome,
         "audit": {
             "event_type": event.type,
             "event_seq": event.seq,

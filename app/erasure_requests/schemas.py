@@ -39,7 +39,14 @@ class ErasureRequestCreate(BaseModel):
     subject_request_id: UUID
     regulation: Literal["gdpr", "ccpa", "lgpd", "uk-gdpr"] = "gdpr"
     submitted_time: AwareDatetime
-    model: str = Field(min_length=1, max_length=128)
+    model: str | None = Field(
+        None,
+        min_length=1,
+        max_length=128,
+        description="The model to erase from. Leave it out (or `*`) with `subject_identities` "
+        "to erase the subject from every model that holds them: a parent request with one "
+        "child per model (docs/ERASURE.md). A request by `sample_ids` names its model.",
+    )
     sample_ids: list[str] | None = Field(None, min_length=1)
     subject_identities: list[SubjectIdentity] | None = Field(None, min_length=1, max_length=100)
     status_callback_urls: list[HttpUrl] = Field(default_factory=list, max_length=10)
@@ -48,17 +55,37 @@ class ErasureRequestCreate(BaseModel):
     def _one_selector(self) -> ErasureRequestCreate:
         if (self.sample_ids is None) == (self.subject_identities is None):
             raise ValueError("give exactly one of `sample_ids` or `subject_identities`")
+        if self.sample_ids is not None and self.model in (None, "*"):
+            raise ValueError(
+                "a request by `sample_ids` names its `model` (sample ids belong to one "
+                "training set); only a request by `subject_identities` may leave it out"
+            )
         for sid in self.sample_ids or []:
             if not sid or len(sid) > 256 or UNSAFE_ID_CHARS.search(sid):
                 raise ValueError(f"sample ids are 1-256 characters {UNSAFE_ID_RULE}")
         return self
 
 
+class ErasureRequestChild(BaseModel):
+    """One model's part of a fan-out: an ordinary request (GET it by `request_id`)."""
+
+    request_id: UUID
+    model: str
+    status: RequestStatus
+    status_reason: str | None
+    sample_count: int
+    job_id: UUID | None
+    result_version: int | None
+    completed_at: datetime | None
+
+
 class ErasureRequestRead(BaseModel):
     model_config = ConfigDict(from_attributes=True)
     id: UUID
-    subject_request_id: UUID
-    model: str
+    subject_request_id: UUID = Field(
+        description="The portal's id; a fan-out child shows its parent's."
+    )
+    model: str | None = Field(description="Null on a fan-out parent (see `models`).")
     regulation: str
     status: RequestStatus
     status_reason: str | None
@@ -79,6 +106,15 @@ class ErasureRequestRead(BaseModel):
     extension_months: int | None = None
     extension_reason: str | None = None
     denial_ground: str | None = None
+    parent_id: UUID | None = Field(None, description="A fan-out child's parent request.")
+    models: list[str] | None = Field(
+        None,
+        description="A fan-out parent's models: those holding the subject's data, one child "
+        "each; `[]` when no model holds any (completed at once: no data held).",
+    )
+    children: list[ErasureRequestChild] | None = Field(
+        None, description="A fan-out parent's child requests, one per model, in model order."
+    )
 
 
 class ErasureReceiptRead(BaseModel):

@@ -26,14 +26,19 @@ from app.core.errors import (
     WrongIdentityType,
 )
 from app.core.subjects import subject_ref
-from app.erasure_requests import storage
+from app.erasure_requests import fanout, storage
+from app.erasure_requests.children import children_of, entry, is_parent, subject_request_id
 from app.erasure_requests.models import (
     FINAL_STATUSES,
     ErasureRequest,
     ErasureRequestSample,
     RequestStatus,
 )
-from app.erasure_requests.schemas import ErasureRequestCreate, ErasureRequestRead
+from app.erasure_requests.schemas import (
+    ErasureRequestChild,
+    ErasureRequestCreate,
+    ErasureRequestRead,
+)
 from app.registry import service as registry
 from app.registry.models import REJECTED, Model
 from app.registry.service import ModelRef, model_ref
@@ -86,16 +91,14 @@ def _check_identity_types(model: ModelRef, body: ErasureRequestCreate) -> None:
         )
 
 
-# Every column is given on submit (None unless set), so the stored row is known in full
-# without reading it back (_attach) and _store_pg binds all of them.
-_EVERY_COLUMN_UNSET: dict[str, Any] = dict.fromkeys(c.key for c in ErasureRequest.__table__.c)
-
-
 def submit(
     *, session: Session, body: ErasureRequestCreate, client: Client, settings: Settings
 ) -> tuple[ErasureRequest, bool]:
     """Store a new request (and batch it). Returns (request, created); a repeated
     `subject_request_id` with the same content returns the original with created=False."""
+    if fanout.is_fanout(body):  # no model named: every model holding the subject
+        return fanout.submit(session=session, body=body, client=client, settings=settings)
+    assert body.model is not None  # the schema refuses sample ids without a model
     urls = [str(u) for u in body.status_callback_urls]
     targets.check_targets(urls, settings, pointer="/status_callback_urls")
     model = model_ref(session=session, name=body.model)
@@ -117,7 +120,7 @@ def submit(
     due_at = add_months(now, 1)
     held = bool(sample_ids)
     values: dict[str, Any] = {
-        **_EVERY_COLUMN_UNSET,
+        **storage.EVERY_COLUMN_UNSET,
         "id": str(uuid.uuid4()),
         "subject_request_id": srid,
         "model_id": model.id,
@@ -161,8 +164,10 @@ def submit(
         )
         if raced is None:
             raise Conflict(f"subject_request_id {srid} is being submitted concurrently; retry")
-        visible = client.may_use_model(
-            (model_ref(session=session, id=raced.model_id) or model).name
+        visible = (
+            fanout.visible(session, raced, client)
+            if is_parent(raced)
+            else client.may_use_model((model_ref(session=session, id=raced.model_id) or model).name)
         )
         return storage.original(session, raced, model, sample_ids, visible=visible), False
     if not held:
@@ -187,9 +192,13 @@ def get_request(*, session: Session, request_id: str, client: Client) -> Erasure
     req = session.scalars(_BY_ID, {"id": request_id}).one_or_none()
     if req is None:
         raise NotFound(f"no erasure request {request_id}")
-    model = model_ref(session=session, id=req.model_id)
-    assert model is not None  # a foreign key
-    if not client.may_use_model(model.name):  # another portal's request does not exist for it
+    if is_parent(req):
+        shown = fanout.visible(session, req, client)
+    else:
+        model = model_ref(session=session, id=req.model_id)
+        assert model is not None  # a foreign key
+        shown = client.may_use_model(model.name)
+    if not shown:  # another portal's request does not exist for it
         raise NotFound(f"no erasure request {request_id}")
     return req
 
@@ -208,13 +217,18 @@ def to_read(
     session: Session, req: ErasureRequest, now: datetime | None = None
 ) -> ErasureRequestRead:
     now = now or utcnow()
-    model = model_ref(session=session, id=req.model_id)
-    assert model is not None  # a foreign key
+    model = model_ref(session=session, id=req.model_id) if req.model_id is not None else None
     open_ = req.status not in FINAL_STATUSES
+    kids = children_of(session=session, parent_ids=[req.id])[req.id] if is_parent(req) else None
     return ErasureRequestRead(
         id=uuid.UUID(req.id),
-        subject_request_id=uuid.UUID(req.subject_request_id),
-        model=model.name,
+        subject_request_id=uuid.UUID(subject_request_id(session=session, req=req)),
+        model=model.name if model else None,
+        parent_id=uuid.UUID(req.parent_id) if req.parent_id else None,
+        models=[name for _, name in kids] if kids is not None else None,
+        children=[ErasureRequestChild.model_validate(entry(c, n)) for c, n in kids]
+        if kids is not None
+        else None,
         regulation=req.regulation,
         status=req.status,
         status_reason=req.status_reason,

@@ -21,6 +21,10 @@ from app.registry import service as registry
 from app.registry.models import TrainingSample
 from app.registry.service import ModelRef
 
+# Every column is given on submit (None unless set), so the stored row is known in full
+# without reading it back (_attach) and _store_pg binds all of them.
+EVERY_COLUMN_UNSET: dict[str, Any] = dict.fromkeys(c.key for c in ErasureRequest.__table__.c)
+
 REQUESTS_STORED = Signal("requests_stored")
 """Noted (with the model id) by a transaction that stored requests: after its commit the
 API process's scheduler makes sure the model has a job (`app.jobs.scheduler`)."""
@@ -150,7 +154,7 @@ def store(
     stored, when its subject_request_id exists. One statement on PostgreSQL."""
     conn = session.connection()
     if conn.dialect.name != "postgresql":
-        req = _insert_unless_duplicate(session, values)
+        req = insert_unless_duplicate(session, values)
         if req is not None:
             _link_samples(session, req.id, model, sample_ids)
             audit.append(session=session, **event)
@@ -174,7 +178,7 @@ def _attach(session: Session, values: dict[str, Any]) -> ErasureRequest:
     return req
 
 
-def _insert_unless_duplicate(session: Session, values: dict[str, Any]) -> ErasureRequest | None:
+def insert_unless_duplicate(session: Session, values: dict[str, Any]) -> ErasureRequest | None:
     """INSERT the request unless its subject_request_id exists (one round trip, no
     savepoint); None when it does. `values` holds every column, so the object returned
     is complete without reading the row back."""

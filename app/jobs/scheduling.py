@@ -114,8 +114,15 @@ def schedule_all(*, session: Session, settings: Settings) -> list[Job]:
     """The periodic safety net: schedule every model that has waiting requests."""
     model_ids = session.scalars(
         select(ErasureRequest.model_id)
-        .where(ErasureRequest.status.in_([RequestStatus.received, RequestStatus.queued]))
+        .where(
+            ErasureRequest.status.in_([RequestStatus.received, RequestStatus.queued]),
+            ErasureRequest.model_id.is_not(None),  # a fan-out parent has no job; its children do
+        )
         .distinct()
     ).all()
-    jobs = [schedule_model(session=session, model_id=m, settings=settings) for m in model_ids]
+    jobs = [
+        schedule_model(session=session, model_id=m, settings=settings)
+        for m in model_ids
+        if m is not None
+    ]
     return [j for j in jobs if j is not None]

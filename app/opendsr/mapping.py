@@ -41,12 +41,14 @@ def rfc3339(ts: datetime) -> str:
 def status_body(
     *,
     req: ErasureRequest,
-    model_name: str,
+    model_name: str | None,
     domain: str,
     status_callback_url: str | None = None,
+    children: list[dict[str, Any]] | None = None,
 ) -> dict[str, Any]:
     """The OpenDSR status object (section 8.3); with `status_callback_url` the callback
-    body (section 8.6)."""
+    body (section 8.6). A fan-out parent (`children` given) lists each model's child in
+    `extensions[domain].models`."""
     body: dict[str, Any] = {
         "controller_id": req.client,
         "expected_completion_time": rfc3339(req.due_at),
@@ -65,4 +67,6 @@ def status_body(
             "result_version": req.result_version,
         }
     }
+    if children is not None:
+        body["extensions"][domain]["models"] = children
     return body

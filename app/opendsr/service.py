@@ -3,7 +3,9 @@
 
 Which model a request erases from is not part of OpenDSR: it is read from
 `extensions[<processor domain>].model`, or, when left out, is the one model the API key
-is limited to. `extensions[<processor domain>].sample_ids` may name training samples
+is limited to; otherwise the request fans out to every model holding the subject (a
+native parent request, `app.erasure_requests.fanout`) and its status summarises them.
+`extensions[<processor domain>].sample_ids` may name training samples (of a named model)
 instead of `subject_identities`.
 """
 
@@ -22,6 +24,7 @@ from app.core.config import Settings
 from app.core.errors import BadRequest, NotFound
 from app.erasure_requests import lifecycle
 from app.erasure_requests import service as requests_service
+from app.erasure_requests.children import entries, is_parent
 from app.erasure_requests.models import ErasureRequest
 from app.erasure_requests.schemas import ErasureRequestCreate
 from app.opendsr.mapping import API_VERSION, status_body
@@ -54,11 +57,15 @@ def to_native(
         )
     ext = _extension(body, settings)
     model = ext.get("model")
+    sample_ids = ext.get("sample_ids")
     if model is None and client.models is not None and len(client.models) == 1:
         (model,) = client.models
-    if not isinstance(model, str):
+    if model is None and sample_ids is None:
+        model = "*"  # the subject, in every model that holds them (a fan-out parent)
+    if not isinstance(model, str) or (sample_ids is not None and model == "*"):
         raise Refused(
-            f"name the model in extensions[{settings.opendsr_processor_domain!r}].model",
+            "sample ids belong to one model: name it in "
+            f"extensions[{settings.opendsr_processor_domain!r}].model",
             reason="ModelRequired",
         )
     identities = []
@@ -71,7 +78,6 @@ def to_native(
                 reason="UnsupportedIdentity",
             )
         identities.append({"identity_type": native_type, "identity_value": i.identity_value})
-    sample_ids = ext.get("sample_ids")
     try:
         return ErasureRequestCreate.model_validate(
             {
@@ -136,9 +142,12 @@ def cancel(*, session: Session, req: ErasureRequest, client: Client) -> ErasureR
 
 
 def to_status(*, session: Session, req: ErasureRequest, settings: Settings) -> OpenDSRStatusRead:
+    """The request's OpenDSR status; a fan-out parent's summarises its children (each
+    model's in `extensions[domain].models`)."""
     model_name = session.scalar(select(Model.name).where(Model.id == req.model_id))
     marker = session.get(OpenDSRRequest, req.id)
     domain = marker.processor_domain if marker else settings.opendsr_processor_domain
+    kids = entries(session=session, parent_ids=[req.id]).get(req.id) if is_parent(req) else None
     return OpenDSRStatusRead.model_validate(
-        status_body(req=req, model_name=model_name or "", domain=domain)
+        status_body(req=req, model_name=model_name, domain=domain, children=kids)
     )

@@ -158,6 +158,16 @@ def requests_wait(
         reason = f": {req['status_reason']}" if req.get("status_reason") else ""
         err.print(f"request {req['status']}{reason}", soft_wrap=True, markup=False)
         raise typer.Exit(1)
+    if req.get("children") is not None:  # a fan-out parent: one line per model
+        for child in req["children"] or []:
+            err.print(
+                f"erased in {child['model']} version {child['result_version']}",
+                soft_wrap=True,
+                markup=False,
+            )
+        if not req["children"]:
+            err.print("no data held: no model holds this subject", soft_wrap=True, markup=False)
+        return
     model, number = req["model"], req["result_version"]
     err.print(
         f"erased in {model} version {number}; download it with "

@@ -67,7 +67,7 @@ def wait_for_status(
         body = resp.json()
         if body["status"] in statuses:
             return body
-        if body["status"] in ("failed", "denied", "canceled"):
+        if body["status"] in ("failed", "denied", "canceled", "completed"):
             raise AssertionError(f"request ended {body['status']}: {body['status_reason']}")
         time.sleep(0.25)
     raise AssertionError(f"request still {body.get('status')} after {timeout}s")
@@ -119,3 +119,34 @@ def download(client: Any, path: str, headers: dict[str, str]) -> tuple[bytes, An
     resp = client.get(path, headers=headers)
     assert resp.status_code == 200, resp.text
     return resp.content, resp.headers
+
+
+def demo_subject(index: int = 0) -> tuple[str, list[str]]:
+    """A data subject of the demo training set (its raw `user_id`) and their sample ids."""
+    from lethe.demo import DEMO_DATASET, DEMO_PARAMS
+    from workers.pipeline import load_dataset
+
+    train = load_dataset(DEMO_DATASET, DEMO_PARAMS).train
+    subject = sorted(set(train.subjects))[index]
+    return subject, sorted(
+        i for i, s in zip(train.ids, train.subjects, strict=True) if s == subject
+    )
+
+
+def subject_body(subject: str, model: str | None = None, **extra: Any) -> dict[str, Any]:
+    """A request by subject identity; without `model` it fans out to every model."""
+    body = erasure_body([], model=model or "", **extra)
+    del body["sample_ids"]
+    if model is None:
+        del body["model"]
+    body["subject_identities"] = [{"identity_type": "user_id", "identity_value": subject}]
+    return body
+
+
+def add_demo_models(rt: Any, names: list[str], artifacts: Any) -> None:
+    """Register more models on the demo checkpoint and training set (cheap: the store
+    already holds the checkpoint's blobs)."""
+    from lethe.demo import seed_demo
+
+    for name in names:
+        seed_demo(rt, name=name, artifacts=artifacts)
