@@ -43,7 +43,9 @@ def deliver_callbacks() -> int:
 def housekeeping() -> int:
     """The beat task: the same housekeeping as the embedded worker's tick."""
     from app.housekeeping import housekeeping as run
+    from workers.purge import purge_pending
 
     rt = runtime()
     done = run(session_factory=rt.session_factory, dispatcher=rt.dispatcher, settings=rt.settings)
+    purge_pending(rt)  # a purge a crash interrupted after its publish
     return done.redispatched
