@@ -15,8 +15,9 @@ What Lethe holds of a training sample, and what the purge does with it (docs/ERA
   event says so and names the samples the owner must delete (`owner_must_delete`).
 
 Order and retries: the job's phase stays `published` until the purge is done, then turns
-`purged`. `run_job` purges right after the publish; housekeeping (`purge_pending`, from the
-embedded worker's tick and the Celery beat task) purges whatever a crash left `published`.
+`purged`. `run_job` purges right after the publish; housekeeping purges whatever a crash
+left `published` (`purge_pending`: the embedded worker's tick; with Celery the beat task
+sends `lethe.purge` to the job workers' queue, since they hold the data directory).
 Every step is idempotent: a training set without erased rows is not rewritten, replaced
 blobs waiting for deletion are listed in `dataset_params.replaced_blobs` (written in the
 same transaction as the new digest) until they are gone, a table without the rows is not
@@ -199,10 +200,9 @@ def purge_model(rt: Runtime, model_id: int, job_ids: list[str]) -> Purged:
     return done
 
 
-def purge_pending(rt: Runtime) -> int:
-    """Housekeeping: purge every model with a published version whose purge did not finish
-    (a crash between publish and purge); how many models were purged. One failing is logged
-    and retried on the next run."""
+def pending(rt: Runtime) -> dict[int, list[str]]:
+    """Model id -> its succeeded jobs whose purge did not finish (torch-free: the light
+    Celery worker asks this before sending the purge task to the job workers)."""
     with session_scope(rt.session_factory, None) as s:
         rows = s.execute(
             select(Job.id, Job.model_id).where(
@@ -212,6 +212,14 @@ def purge_pending(rt: Runtime) -> int:
     by_model: dict[int, list[str]] = defaultdict(list)
     for job_id, model_id in rows:
         by_model[model_id].append(job_id)
+    return by_model
+
+
+def purge_pending(rt: Runtime) -> int:
+    """Housekeeping: purge every model with a published version whose purge did not finish
+    (a crash between publish and purge); how many models were purged. One failing is logged
+    and retried on the next run."""
+    by_model = pending(rt)
     purged = 0
     for model_id, job_ids in sorted(by_model.items()):
         try:
@@ -222,4 +230,4 @@ def purge_pending(rt: Runtime) -> int:
     return purged
 
 
-__all__ = ["Purged", "purge_features", "purge_model", "purge_pending"]
+__all__ = ["Purged", "pending", "purge_features", "purge_model", "purge_pending"]
