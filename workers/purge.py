@@ -10,9 +10,10 @@ What Lethe holds of a training sample, and what the purge does with it (docs/ERA
 - feature-cache rows: dropped from every table of the local cache directory
   (`LETHE_FEATURE_CACHE_DIR`) and from every table shared through the store
   (`refs/features-<key>`, `models_store.features`), whatever the backbone digest;
-- a built-in dataset generated from a package, or a file the owner registered by path
-  (`npz` with `path`), is not Lethe's copy: nothing is deleted there; the `model.purged`
-  event says so and names the samples the owner must delete (`owner_must_delete`).
+- a built-in dataset generated from a package, or data the owner registered by reference
+  (a `path` or `location` in the dataset params: their own folder or bucket), is not
+  Lethe's copy: nothing is deleted there; the `model.purged` event says so and, for data
+  by reference, names the samples the owner must delete (`owner_must_delete`).
 
 Order and retries: the job's phase stays `published` until the purge is done, then turns
 `purged`. `run_job` purges right after the publish; housekeeping purges whatever a crash
@@ -168,7 +169,7 @@ def purge_model(rt: Runtime, model_id: int, job_ids: list[str]) -> Purged:
             assert model is not None
             name, dataset_id, params = model.name, model.dataset_id, dict(model.dataset_params)
             erased = set(registry.erased_sample_ids(session=s, model_id=model_id))
-        kind = "by-reference" if "path" in params else "built-in"
+        kind = "by-reference" if {"path", "location"} & set(params) else "built-in"
         kind = "uploaded" if params.get("blob") else kind
         done = Purged(model=name, training_set=kind, erased=len(erased))
         if kind == "uploaded":
