@@ -327,6 +327,19 @@ class ModelStore:
             raise BlobNotFound(f"blob {digest} is not in {self.url}")
         self.backend.write_ref(_ref_name(name), digest.encode("ascii"))
 
+    def list_refs(self, prefix: str) -> list[str]:
+        """Names of the refs starting with ``prefix``, sorted."""
+        return self.backend.ref_names(prefix)
+
+    def delete_ref(self, name: str) -> None:
+        """Remove a named pointer (absent: nothing happens); its blob stays."""
+        self.backend.delete_ref(_ref_name(name))
+
+    def delete_blob(self, digest: str) -> None:
+        """Remove one blob (absent: nothing happens). The caller knows nothing refers to it:
+        a manifest's tensors are removed with ``delete_checkpoints``, never one by one."""
+        self.backend.delete_blob(check_digest(digest))
+
     def get_blob(self, digest: str) -> bytes:
         """A whole blob, verified (CorruptBlob when its bytes do not match the digest)."""
         return b"".join(self.iter_blob(digest))

@@ -33,7 +33,7 @@ import json
 import os
 import struct
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,7 +48,7 @@ from .architectures import SplitModel
 from .loop import predict
 from .types import Split
 
-__all__ = ["FeatureCache", "FeatureRemote", "backbone_digest", "embed"]
+__all__ = ["FeatureCache", "FeatureRemote", "backbone_digest", "drop_rows", "embed"]
 
 
 class FeatureRemote(Protocol):
@@ -129,6 +129,21 @@ def _write_table(directory: Path, name: str, table: _Table) -> Path:
     final = directory / f"{name}.safetensors"
     os.replace(tmp, final)
     return final
+
+
+def drop_rows(path: Path, ids: Collection[str]) -> int:
+    """Rewrite the table file ``path`` (atomically, under the same name) without the rows
+    of ``ids``; how many rows went. Nothing is written when none of ``ids`` is there. The
+    new file is written from the kept rows only, so the dropped activations' bytes are in
+    no file (the old one is replaced, not edited)."""
+    table = _read_table(path)
+    gone = [i for i in table.ids if i in ids]
+    if not gone:
+        return 0
+    for i in gone:
+        table.index.pop(i, None)
+    _write_table(path.parent, path.name.removesuffix(".safetensors"), table)
+    return len(gone)
 
 
 class FeatureCache:

@@ -20,6 +20,9 @@ DEFAULT_QUEUE = "default"
 RUN_JOB = "lethe.run_job"
 HOUSEKEEPING = "lethe.housekeeping"
 DELIVER_CALLBACKS = "lethe.deliver_callbacks"
+PURGE = "lethe.purge"
+"""Finish purges a crash interrupted (`workers.purge`): on the job workers, which hold the
+data directory and the engine (the purge rewrites their feature-cache tables)."""
 
 
 def make_celery(settings: Settings) -> Celery:
@@ -41,6 +44,7 @@ def make_celery(settings: Settings) -> Celery:
         task_default_queue=DEFAULT_QUEUE,
         task_routes={
             RUN_JOB: {"queue": GPU_QUEUE},
+            PURGE: {"queue": GPU_QUEUE},
             HOUSEKEEPING: {"queue": DEFAULT_QUEUE},
             DELIVER_CALLBACKS: {"queue": DEFAULT_QUEUE},
         },

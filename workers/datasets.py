@@ -12,15 +12,25 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from app.core.config import Settings
 from workers.runtime import Runtime
+
+REPLACED_BLOBS = "replaced_blobs"
+"""Training-set blobs a purge replaced and has not deleted yet (`workers.purge`); Lethe's
+bookkeeping in `dataset_params`, never passed to the engine."""
+
+
+def dataset_folder(settings: Settings) -> Path:
+    return Path(settings.data_dir) / "datasets"
 
 
 def materialize(rt: Runtime, params: dict[str, Any]) -> dict[str, Any]:
     """Dataset params for the engine: a `blob` digest becomes a local `path`."""
+    params = {k: v for k, v in params.items() if k != REPLACED_BLOBS}
     digest = params.get("blob")
     if not digest:
         return params
-    folder = Path(rt.settings.data_dir) / "datasets"
+    folder = dataset_folder(rt.settings)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{digest}.npz"
     if not path.exists():

@@ -1,6 +1,7 @@
 """The embedded worker: runs jobs in a thread of the API process with the very same
-pipeline the Celery task runs, plus the housekeeping tick (`app.housekeeping`, what Celery
-beat runs) and a callback sender woken after commits that queued callbacks."""
+pipeline the Celery task runs, plus the housekeeping tick (`app.housekeeping` and
+`workers.purge.purge_pending`, what Celery beat runs) and a callback sender woken after
+commits that queued callbacks."""
 
 from __future__ import annotations
 
@@ -15,6 +16,7 @@ from app.core.db import session_scope
 from app.housekeeping import Housekeeping, housekeeping
 from app.jobs.models import Job, JobStatus
 from workers.jobs import run as run_job
+from workers.purge import purge_pending
 from workers.runtime import Runtime
 
 log = logging.getLogger("lethe.embedded")
@@ -68,9 +70,11 @@ class EmbeddedWorker:
     def tick(self) -> Housekeeping:
         """One run of housekeeping (the beat task runs it in Celery)."""
         rt = self.rt
-        return housekeeping(
+        done = housekeeping(
             session_factory=rt.session_factory, dispatcher=self, settings=rt.settings
         )
+        purge_pending(rt)  # a purge a crash interrupted after its publish (workers.purge)
+        return done
 
     def _work(self) -> None:
         while not self._stop.is_set():

@@ -17,6 +17,7 @@ import json
 import logging
 import math
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -167,6 +168,34 @@ def _finite(metrics: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def incremental_data(ds: Any, *, erased_before: Sequence[str], new: Sequence[str]) -> Any:
+    """What a job forgets: only the samples no earlier version erased (`new`), on top of
+    the base version, which already forgot the earlier ones (`erased_before`). Those are in
+    neither set: left out of retain (never learned again) and out of forget (the base,
+    which is also the distillation teacher, has forgotten them), so a job never needs their
+    data, which the purge (`workers.purge`) has deleted by then. A class an earlier version
+    erased whole stays out of the held-out metrics, as it did for that version."""
+    import dataclasses
+
+    import torch
+
+    earlier = set(erased_before)
+    if earlier:
+        keep = torch.tensor([i not in earlier for i in ds.train.ids], dtype=torch.bool)
+        if not bool(keep.all()):  # a built-in dataset, or an upload not purged yet
+            ds = dataclasses.replace(ds, train=ds.train.subset(keep))
+    data = ds.unlearn_data(new)
+    if not earlier:
+        return data
+    held_out = set(ds.val.y.tolist()) | set(ds.test.y.tolist())
+    gone = held_out - set(data.retain.y.tolist()) - set(data.forget.y.tolist())
+    if not gone:
+        return data
+    return dataclasses.replace(
+        data, forgotten_classes=tuple(sorted(set(data.forgotten_classes) | gone))
+    )
+
+
 def _unlearn(claim: jobs.Claim, rt: Runtime, progress: Progress) -> flows.Outcome:
     import unlearning as ul
 
@@ -176,8 +205,7 @@ def _unlearn(claim: jobs.Claim, rt: Runtime, progress: Progress) -> flows.Outcom
     ds = open_dataset(rt, claim.dataset_id, claim.dataset_params, claim.num_classes)
     base_blob = rt.store.read_checkpoint(rt.store.get_manifest(claim.base_sha256))
     model = ul.load_checkpoint(base_blob, arch_id=claim.architecture, num_classes=claim.num_classes)
-    forget_ids = sorted(set(claim.erased_sample_ids) | set(claim.new_sample_ids))
-    data = ds.unlearn_data(forget_ids)
+    data = incremental_data(ds, erased_before=claim.erased_sample_ids, new=claim.new_sample_ids)
     cache = feature_cache(rt, claim.dataset_id)
     hooks = ul.Hooks(
         progress=lambda phase, f: progress.set("unlearning", f), should_cancel=progress.lost.is_set
@@ -201,6 +229,7 @@ def _unlearn(claim: jobs.Claim, rt: Runtime, progress: Progress) -> flows.Outcom
                 "forget_count": len(data.forget),
                 "val_count": len(data.val),
                 "new_forget_count": len(claim.new_sample_ids),
+                "erased_count": len(set(claim.erased_sample_ids) | set(claim.new_sample_ids)),
                 "elapsed_s": round(result.elapsed_s, 4),
                 "device": str(device),
             }
@@ -276,4 +305,19 @@ def run_job(job_id: str, rt: Runtime) -> str:
     if version is None:
         return "lost"
     log.info("job %s published version %d", job_id, version.number)
+    after_publish(rt, claim)
     return "published"
+
+
+def after_publish(rt: Runtime, claim: jobs.Claim) -> None:
+    """Purge Lethe's copies of what the version erased (`workers.purge`). The version is
+    published whatever happens here: a purge that fails is logged and housekeeping retries
+    it (the job's phase stays `published` until it is done)."""
+    from workers.purge import purge_model
+
+    try:
+        purge_model(rt, claim.model_id, [claim.job_id])
+    except Exception:
+        log.exception("job %s: purge failed; housekeeping retries it", claim.job_id)
+    finally:
+        _dataset.cache_clear()  # this process's in-memory copy of the data goes too

@@ -11,7 +11,9 @@ import functools
 from app.core.config import get_settings
 from workers.celery_app import (
     DELIVER_CALLBACKS,
+    GPU_QUEUE,
     HOUSEKEEPING,
+    PURGE,
     RUN_JOB,
     CeleryDispatcher,
     celery_app,
@@ -43,7 +45,17 @@ def deliver_callbacks() -> int:
 def housekeeping() -> int:
     """The beat task: the same housekeeping as the embedded worker's tick."""
     from app.housekeeping import housekeeping as run
+    from workers.purge import pending
 
     rt = runtime()
     done = run(session_factory=rt.session_factory, dispatcher=rt.dispatcher, settings=rt.settings)
+    if pending(rt):  # a purge a crash interrupted after its publish: the job workers finish it
+        celery_app.send_task(PURGE, queue=GPU_QUEUE)
     return done.redispatched
+
+
+@celery_app.task(name=PURGE)
+def purge() -> int:
+    from workers.purge import purge_pending
+
+    return purge_pending(runtime())

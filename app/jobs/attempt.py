@@ -55,7 +55,8 @@ class Claim:
     new_sample_ids: list[str]
     """The requests' samples not erased by an earlier version."""
     erased_sample_ids: list[str]
-    """Everything erased earlier in this lineage; the job forgets these plus the new ones."""
+    """Everything erased earlier in this lineage: the base version has forgotten these, so
+    the job leaves them out of retain and forgets only `new_sample_ids`."""
 
 
 def claim(*, session: Session, job_id: str, worker: str) -> Claim | None:
@@ -97,7 +98,7 @@ def claim(*, session: Session, job_id: str, worker: str) -> Claim | None:
         )
     )
     erased = registry.erased_sample_ids(session=session, model_id=model.id)
-    # a sample erased by an earlier version is forgotten again, but it is not new
+    # a sample erased by an earlier version is not new: the base has forgotten it already
     new_ids = sorted(set(new_ids) - set(erased))
     audit.append(
         session=session,

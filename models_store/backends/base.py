@@ -135,3 +135,11 @@ class Backend(Protocol):
     def write_ref(self, name: str, data: bytes) -> None:
         """Store a named pointer atomically (a rewrite replaces it)."""
         ...
+
+    def ref_names(self, prefix: str) -> list[str]:
+        """Names of the refs starting with ``prefix``, sorted."""
+        ...
+
+    def delete_ref(self, name: str) -> None:
+        """Remove a named pointer; nothing happens if it is absent."""
+        ...

@@ -148,6 +148,19 @@ class FilesystemBackend:
     def write_ref(self, name: str, data: bytes) -> None:
         _atomic_write(self.root / ref_key(name), io.BytesIO(data))
 
+    def ref_names(self, prefix: str) -> list[str]:
+        folder = self.root / ref_key("")
+        if not folder.is_dir():
+            return []
+        return sorted(
+            p.name
+            for p in folder.iterdir()
+            if p.is_file() and p.name.startswith(prefix) and not p.name.startswith(".")
+        )
+
+    def delete_ref(self, name: str) -> None:
+        (self.root / ref_key(name)).unlink(missing_ok=True)
+
 
 def _read_range(handle: BinaryIO, start: int, end: int, chunk_size: int) -> Iterator[bytes]:
     with handle:

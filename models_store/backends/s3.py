@@ -326,3 +326,19 @@ class S3Backend:
             self._client.put_object(Bucket=self.bucket, Key=self._key(ref_key(name)), Body=data)
         except (BotoCoreError, ClientError) as exc:
             raise self._fail(exc, f"ref {name}") from exc
+
+    def ref_names(self, prefix: str) -> list[str]:
+        base = self._key(ref_key(""))
+        names: list[str] = []
+        try:
+            pages = self._client.get_paginator("list_objects_v2").paginate(
+                Bucket=self.bucket, Prefix=base + prefix
+            )
+            for page in pages:
+                names += [str(o["Key"])[len(base) :] for o in page.get("Contents", [])]
+        except (BotoCoreError, ClientError) as exc:
+            raise self._fail(exc, f"refs {prefix}") from exc
+        return sorted(n for n in names if "/" not in n)
+
+    def delete_ref(self, name: str) -> None:
+        self._delete(self._key(ref_key(name)), f"ref {name}")
