@@ -39,7 +39,8 @@ like a sample the model never saw, using the geometry Partial-PGD measures at th
    anchored to their forgotten state. One result.
 8. **Most of a class.** For a class the request removes mostly (``metrics.MOSTLY_FORGOTTEN``)
    but not entirely, the share of it a retrained model would keep is estimated from the
-   remnant (a fresh head fitted on the retain activations); that share of its forget samples
+   remnant (``remnant.kept_shares``: a fresh head trained with the model's recipe on the retain
+   activations, where the class is down to its remnant); that share of its forget samples
    keeps calibrated targets, the rest (nearest the boundary) get wrong-class targets, and the
    head's bias for the class is lowered until its val recall matches.
 
@@ -65,10 +66,12 @@ from ..architectures import SplitModel
 from ..cache import FeatureCache, embed
 from ..loop import make_optimizer
 from ..metrics import MIN_VAL, mostly_forgotten_classes
+from ..training import TrainRecipe, default_recipe
 from ..types import Hooks, Split, UnlearnData, UnlearnResult
 from .common import freeze, mask_classes, wrong_class_targets
 from .lau import LAUConfig, lau
 from .registry import register
+from .remnant import kept_shares, shift_class_bias
 
 __all__ = ["LAUCalibratedConfig", "lau_calibrated"]
 
@@ -115,6 +118,13 @@ class LAUCalibratedConfig:
     """``"quantile"``: the share of wrong targets follows the val confidence quantiles;
     ``"val-error"``: exactly the val error rate of the forget samples (nearest the boundary
     by flip distance) get wrong-class targets (the teacher's logits at the path's end)."""
+    recipe: TrainRecipe | None = None
+    """How the model was trained (None: its architecture's default recipe); the shadow that
+    estimates how much of a mostly-forgotten class a retrained model keeps trains with it."""
+    shadow_cut: int = 1
+    """Layers above this cut are re-initialised and trained for that shadow (1 = a fresh head,
+    cheap; deeper comes closer to retraining and costs more: BENCHMARKS.md, "Most of a
+    class")."""
     class_config: dict[str, object] | None = None
     """Overrides for the ``lau`` run on the whole classes of a mixed request."""
     seed: int = 0
@@ -249,14 +259,28 @@ def _calibrate(
 
     # Classes the request removes most of (but not all): a model retrained on the small
     # remnant may lose much of such a class on held-out data. How much is estimated from how
-    # much of the class remains (``_shadow_shares``: a fresh head fitted on the retain set,
-    # remnant included); the class's forget samples nearest the boundary get wrong-class
-    # targets in the share it would lose, and the head's bias for the class is lowered until its val
-    # recall keeps only that share.
+    # much of the class remains (``remnant.kept_shares``: a shadow of the upper layers trained
+    # afresh with the model's recipe on the retain set, remnant included); the class's forget
+    # samples nearest the boundary get wrong-class targets in the share it would lose, and the
+    # head's bias for the class is lowered until its val recall keeps only that share.
     mostly = {k: r for k, r in mostly_forgotten_classes(data).items() if k not in forgotten}
     lost = torch.zeros(n_f, dtype=torch.bool, device=device)
     kept_share: dict[int, float] = {}
-    shadow = _shadow_shares(model, data, tuple(mostly), device, cache) if mostly else {}
+    shadow = (
+        kept_shares(
+            model,
+            data,
+            tuple(mostly),
+            recipe=_recipe(cfg, model),
+            cut=cfg.shadow_cut,
+            seed=cfg.seed,
+            device=device,
+            cache=cache,
+            hooks=hooks,
+        )
+        if mostly
+        else {}
+    )
     for k in mostly:
         rows = (y_f == k).nonzero().flatten()
         share = shadow[k]
@@ -360,7 +384,7 @@ def _calibrate(
         done_iters += min(chunk, cfg.iters - done_iters)
         hooks.progress("unlearn", done_iters / cfg.iters)
     if mostly:
-        info["class_bias_shift"] = _shift_class_bias(model, data, kept_share, device, cache)
+        info["class_bias_shift"] = shift_class_bias(model, data, kept_share, device, cache)
     model.eval()
     clock.append(time.perf_counter())
     info["seconds"] = {
@@ -372,90 +396,12 @@ def _calibrate(
     return info
 
 
-@torch.enable_grad()
-def _shadow_shares(
-    model: SplitModel,
-    data: UnlearnData,
-    classes: tuple[int, ...],
-    device: torch.device,
-    cache: FeatureCache | None,
-    iters: int = 100,
-) -> dict[int, float]:
-    """Per class, the share of its val recall that a head retrained on the retain set keeps.
-
-    A fresh linear head (cross-entropy, L-BFGS) is fitted on the penultimate activations of
-    the retain set, in which the class is down to its remnant, and compared with the model's
-    own head on the class's val samples. The backbone still knows the class, so this errs on
-    the side of keeping it (BENCHMARKS.md, "Most of a class").
-    """
-    z_r, z_v = embed(model, data.retain, data.val, cut=1, device=device, cache=cache)
-    y_r, y_v = data.retain.y.to(device), data.val.y.to(device)
-    gen = torch.Generator().manual_seed(0)
-    head = nn.Linear(z_r.shape[1], data.num_classes).to(device)
-    with torch.no_grad():
-        head.weight.copy_(torch.randn(head.weight.shape, generator=gen) * 0.01)
-        head.bias.zero_()
-    mean, std = z_r.mean(0), z_r.std(0).clamp_min(1e-6)
-    x_r, x_v = (z_r - mean) / std, (z_v - mean) / std
-    opt = torch.optim.LBFGS(head.parameters(), max_iter=iters, line_search_fn="strong_wolfe")
-
-    def closure() -> torch.Tensor:
-        opt.zero_grad()
-        loss = F.cross_entropy(head(x_r), y_r) + 1e-3 * head.weight.square().sum()
-        loss.backward()
-        return loss
-
-    opt.step(closure)
-    out: dict[int, float] = {}
-    with torch.no_grad():
-        own = model.head(z_v).argmax(1)
-        fresh = head(x_v).argmax(1)
-        for k in classes:
-            rows = y_v == k
-            if not bool(rows.any()):
-                out[k] = 1.0
-                continue
-            base = float((own[rows] == k).float().mean())
-            kept = float((fresh[rows] == k).float().mean())
-            out[k] = min(1.0, kept / base) if base > 0 else 1.0
-    return out
-
-
-@torch.no_grad()
-def _shift_class_bias(
-    model: SplitModel,
-    data: UnlearnData,
-    kept_share: dict[int, float],
-    device: torch.device,
-    cache: FeatureCache | None,
-) -> dict[str, float]:
-    """Lower the head's bias of each mostly-forgotten class until its val recall falls to
-    ``kept_share`` of the original's (bisection; never raises a bias)."""
-    head = model.head
-    (z_v,) = embed(model, data.val, cut=1, device=device, cache=cache)
-    y_v = data.val.y.to(device)
-    out: dict[str, float] = {}
-    for k, share in kept_share.items():
-        rows = y_v == k
-        if not bool(rows.any()):
-            continue
-
-        def recall(delta: float, k: int = k, rows: torch.Tensor = rows) -> float:
-            logits = head(z_v[rows])
-            logits[:, k] += delta
-            return float((logits.argmax(1) == k).float().mean())
-
-        goal = share * recall(0.0)
-        lo, hi = -50.0, 0.0
-        if recall(0.0) <= goal:
-            out[str(k)] = 0.0
-            continue
-        for _ in range(30):
-            mid = (lo + hi) / 2
-            lo, hi = (mid, hi) if recall(mid) < goal else (lo, mid)
-        head.bias[k] += hi
-        out[str(k)] = round(hi, 4)
-    return out
+def _recipe(cfg: LAUCalibratedConfig, model: SplitModel) -> TrainRecipe:
+    """The config's recipe (an instance, or its dict as a stored config holds it), else the
+    architecture's default."""
+    if isinstance(cfg.recipe, dict):
+        return TrainRecipe(**cfg.recipe)
+    return cfg.recipe or default_recipe(model.arch_id)
 
 
 def _log_softmax(logits: torch.Tensor) -> torch.Tensor:
