@@ -262,11 +262,18 @@ class ModelStore:
         return Removal(manifests=sorted(doomed), blobs=sorted(blobs), bytes=freed)
 
     def gc(self, *, keep_blobs: Iterable[str] = (), dry_run: bool = False) -> Removal:
-        """Delete blobs that no stored manifest references and that are not in
+        """Delete blobs that no stored manifest and no ref references and that are not in
         `keep_blobs` (blobs the caller's records use directly, such as training sets):
         what a put that crashed after its blobs and before its manifest left behind.
         Run it while no put is under way: a put writes its manifest last."""
         referenced = set(keep_blobs)
+        for name in self.list_refs(""):  # e.g. the shared feature tables, refs/features-*
+            try:
+                digest = self.get_ref(name)
+            except ValueError:  # not a ref this store wrote (a stray file): points nowhere
+                continue
+            if digest is not None:
+                referenced.add(digest)
         for sha in self.backend.manifest_digests():
             referenced.update(t.digest for t in self._tensors(sha))
         orphans = sorted(set(self.backend.blob_digests()) - referenced)
