@@ -43,7 +43,7 @@ PROBLEM_SCHEMA: dict[str, Any] = {
 
 DESCRIPTIONS = {
     "400": "Bad request: a body that is not UTF-8 JSON, a malformed Idempotency-Key, "
-    "or a cursor this API did not issue",
+    "a cursor this API did not issue, or a one-value query parameter sent twice",
     "401": "Missing, unknown or revoked API key",
     "403": "The key lacks the scope, or may not act on this model",
     "404": "Not found",
@@ -92,6 +92,8 @@ def _codes(path: str, route: APIRoute, method: str) -> list[str]:
         codes += ["409", "413"]
     if route.dependant.body_params or method in ("POST", "PATCH"):
         codes += ["400"]
+    if scope_of(route) is not None and route.dependant.query_params:
+        codes += ["400"]  # a single-valued query parameter sent twice (app.http.deps)
     if any(p.name == "cursor" for p in route.dependant.query_params):
         codes += ["400"]
     return sorted(set(codes))
@@ -172,14 +174,14 @@ def _document_formats(components: dict[str, Any], settings: Any) -> None:
     if "extensions" in props:
         props["extensions"] = {
             **props["extensions"],
-            "description": f"`extensions[{domain!r}]` (this processor's domain) names the "
-            "model, and may give `sample_ids` instead of identities. A key limited to one "
-            "model may leave it out.",
-            "required": [domain],
+            "description": f"`extensions[{domain!r}]` (this processor's domain) may name "
+            "the model, and may give `sample_ids` (with the model) instead of identities. "
+            "Without a model the subject is erased from every model that holds them (a key "
+            "limited to one model means that model).",
             "properties": {
                 domain: {
                     "type": "object",
-                    "required": ["model"],
+                    "dependentRequired": {"sample_ids": ["model"]},
                     "properties": {
                         "model": {"type": "string", "pattern": MODEL_NAME},
                         "sample_ids": {
@@ -191,7 +193,6 @@ def _document_formats(components: dict[str, Any], settings: Any) -> None:
                 }
             },
         }
-        opendsr["required"] = sorted({*opendsr.get("required", []), "extensions"})
     if "subject_identities" in props:
         props["subject_identities"]["minItems"] = 1
         opendsr["required"] = sorted({*opendsr.get("required", []), "subject_identities"})
@@ -199,16 +200,26 @@ def _document_formats(components: dict[str, Any], settings: Any) -> None:
     if "sample_ids" in native.get("properties", {}):
         _sample_ids(native["properties"]["sample_ids"])
         native["oneOf"] = [
-            {
-                "required": [given],
-                "properties": {given: {"type": "array"}, other: {"type": "null"}},
-            }
-            for given, other in (
-                ("sample_ids", "subject_identities"),
-                ("subject_identities", "sample_ids"),
-            )
+            {  # sample ids belong to one training set: the request names its model
+                "required": ["sample_ids", "model"],
+                "properties": {
+                    "sample_ids": {"type": "array"},
+                    "subject_identities": {"type": "null"},
+                    "model": {"type": "string", "pattern": MODEL_NAME},
+                },
+            },
+            {  # a subject may be erased from every model holding it (model left out or *)
+                "required": ["subject_identities"],
+                "properties": {
+                    "subject_identities": {"type": "array"},
+                    "sample_ids": {"type": "null"},
+                },
+            },
         ]
-        native["description"] = "Exactly one of `sample_ids` or `subject_identities`."
+        native["description"] = (
+            "Exactly one of `sample_ids` (with its `model`) or `subject_identities` (`model` "
+            "left out or `*`: every model that holds the subject)."
+        )
     registration = components.get("Body_register_model_v1_models_post", {}).get("properties", {})
     if "name" in registration:
         registration["name"]["pattern"] = MODEL_NAME

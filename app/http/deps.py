@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Annotated
+from typing import Annotated, Any, get_args, get_origin
 
 import anyio
 from fastapi import Depends, Request
@@ -15,7 +15,7 @@ from app.auth.gate import client_of
 from app.auth.service import Client, authenticate
 from app.core.config import Settings
 from app.core.db import open_session
-from app.core.errors import Forbidden, Unauthorized
+from app.core.errors import BadRequest, Forbidden, Unauthorized
 from app.idempotency.middleware import CLAIM, HANDOVER
 
 
@@ -95,10 +95,36 @@ def _client(
 def require(scope: str) -> Callable[..., Awaitable[Client]]:
     """Dependency: an authenticated client holding `scope` (or `admin`)."""
 
-    async def _check(client: Annotated[Client, Depends(_client)]) -> Client:
+    async def _check(request: Request, client: Annotated[Client, Depends(_client)]) -> Client:
         if not client.has_scope(scope):
             raise Forbidden(f"this API key lacks the `{scope}` scope")
+        await single_valued_query(request)  # after the key: a stranger learns nothing
         return client
 
     _check.lethe_scope = scope  # type: ignore[attr-defined]  # read by OpenAPI and tests
     return _check
+
+
+async def single_valued_query(request: Request) -> None:
+    """Refuse a query parameter given twice where the route takes one value (FastAPI would
+    silently keep the last): the client meant something Lethe cannot tell."""
+    route = request.scope.get("route")
+    dependant = getattr(route, "dependant", None)
+    if dependant is None or not request.query_params:
+        return
+    for param in _flat_query_params(dependant):
+        if len(request.query_params.getlist(param.alias)) > 1 and not _is_sequence(param):
+            raise BadRequest(f"the query parameter `{param.alias}` takes one value; send it once")
+
+
+def _flat_query_params(dependant: Any) -> list[Any]:
+    params = list(dependant.query_params)
+    for sub in dependant.dependencies:
+        params += _flat_query_params(sub)
+    return params
+
+
+def _is_sequence(param: Any) -> bool:
+    annotation = getattr(param.field_info, "annotation", None)
+    origins = {get_origin(annotation), *(get_origin(a) for a in get_args(annotation))}
+    return bool(origins & {list, tuple, set, frozenset})

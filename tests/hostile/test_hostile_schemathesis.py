@@ -132,6 +132,7 @@ NOT_FORMAT = {
     "callback-target-refused": "a generated callback host does not resolve here",
     "unknown-samples": "sample ids the model was not trained on",
     "wrong-identity-type": "an identity type the model's manifest does not hold",
+    "opendsr:WrongIdentityType": "an identity type no registered model's manifest holds",
     "unknown-model": "a model name that is not registered",
     "unknown-architecture": "an architecture no worker published",
     "invalid-checkpoint": "uploaded bytes that are not a checkpoint",
