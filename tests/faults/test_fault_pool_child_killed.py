@@ -1,8 +1,9 @@
 """Only the Celery pool process running a job is SIGKILLed (the OOM killer's usual
 victim); the worker's main process lives on. With acks_late and reject_on_worker_lost the
 message goes straight back to the queue and a fresh pool process receives it while the
-job still looks running: that redelivery must claim nothing and publish nothing. The
-heartbeat reaper then retries the job, which publishes exactly one version.
+job still looks running: that redelivery must claim nothing and publish nothing (or, when
+the heartbeat reaper requeued the job first, it runs the second attempt). Either way the
+job publishes exactly one version.
 
 (Killing the whole worker is covered in tests/workers/test_reliability_distributed.py.)"""
 
@@ -55,8 +56,11 @@ def test_pool_child_killed_mid_job_redelivery_publishes_once(distributed: Any) -
 
     log = worker.log_path.read_text()
     assert "WorkerLostError" in log, log[-3000:]
-    # The redelivered message reached a new pool process and found the job taken.
-    assert log.count("'not-claimed'") >= 1, log[-3000:]
+    # The redelivered message reached a new pool process and either found the job taken
+    # (it still looked running) or, when the reaper had requeued it first (its heartbeat
+    # stopped with the process), claimed it as the second attempt; never a third.
+    assert log.count("'not-claimed'") >= 1 or "claimed (attempt 2" in log, log[-3000:]
+    assert "claimed (attempt 3" not in log
     assert log.count("'published'") == 1
 
     [(job_id, status, attempts, _)] = jobs(rt)
