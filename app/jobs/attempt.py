@@ -13,6 +13,7 @@ nothing the second time.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any, cast
 
 from sqlalchemy import CursorResult, select, update
@@ -34,6 +35,30 @@ SYSTEM = scheduling.SYSTEM
 def _rowcount(session: Session, statement: Any) -> int:
     result = session.execute(statement)
     return int(cast(CursorResult[Any], result).rowcount)
+
+
+def take(*, session: Session, job_id: str, kind: str, worker: str, now: datetime) -> Job | None:
+    """Move a queued job of `kind` to running for `worker` (a conditional UPDATE: of two
+    workers, one wins); the job, or None when another worker won or it is not queued."""
+    won = _rowcount(
+        session,
+        update(Job)
+        .where(Job.id == job_id, Job.status == JobStatus.queued, Job.kind == kind)
+        .values(
+            status=JobStatus.running,
+            attempts=Job.attempts + 1,
+            started_at=now,
+            heartbeat_at=now,
+            worker=worker,
+            phase="starting",
+            progress=0.0,
+        ),
+    )
+    if won != 1:
+        return None
+    job = session.get(Job, job_id, populate_existing=True)
+    assert job is not None
+    return job
 
 
 @dataclass(frozen=True)
@@ -63,24 +88,9 @@ def claim(*, session: Session, job_id: str, worker: str) -> Claim | None:
     """Take a queued erasure job (conditional UPDATE). None if another worker won, nothing
     is left, or the job is a registration (`app.jobs.registration.claim`)."""
     now = utcnow()
-    won = _rowcount(
-        session,
-        update(Job)
-        .where(Job.id == job_id, Job.status == JobStatus.queued, Job.kind == UNLEARN)
-        .values(
-            status=JobStatus.running,
-            attempts=Job.attempts + 1,
-            started_at=now,
-            heartbeat_at=now,
-            worker=worker,
-            phase="starting",
-            progress=0.0,
-        ),
-    )
-    if won != 1:
+    job = take(session=session, job_id=job_id, kind=UNLEARN, worker=worker, now=now)
+    if job is None:
         return None
-    job = session.get(Job, job_id, populate_existing=True)
-    assert job is not None
     request_ids = requests.start(session=session, model_id=job.model_id, job_id=job.id, now=now)
     if not request_ids:
         job.status, job.phase, job.finished_at = JobStatus.canceled, "nothing to do", now

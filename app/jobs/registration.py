@@ -20,7 +20,6 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import update
 from sqlalchemy.orm import Session
 
 from app.audit import service as audit
@@ -28,7 +27,7 @@ from app.core.config import Settings
 from app.core.db import utcnow
 from app.erasure_requests import lifecycle as requests
 from app.jobs import scheduling
-from app.jobs.attempt import _rowcount, owned
+from app.jobs.attempt import owned, take
 from app.jobs.models import REGISTER, Job, JobStatus
 from app.registry import service as registry
 from app.registry.models import READY, REJECTED, VALIDATING, Model, ModelVersion
@@ -91,25 +90,9 @@ class RegistrationClaim:
 
 def claim(*, session: Session, job_id: str, worker: str) -> RegistrationClaim | None:
     """Take a queued registration job (conditional UPDATE); None if another worker won."""
-    now = utcnow()
-    won = _rowcount(
-        session,
-        update(Job)
-        .where(Job.id == job_id, Job.status == JobStatus.queued, Job.kind == REGISTER)
-        .values(
-            status=JobStatus.running,
-            attempts=Job.attempts + 1,
-            started_at=now,
-            heartbeat_at=now,
-            worker=worker,
-            phase="starting",
-            progress=0.0,
-        ),
-    )
-    if won != 1:
+    job = take(session=session, job_id=job_id, kind=REGISTER, worker=worker, now=utcnow())
+    if job is None:
         return None
-    job = session.get(Job, job_id, populate_existing=True)
-    assert job is not None
     model = session.get(Model, job.model_id)
     assert model is not None and model.registration is not None
     audit.append(
