@@ -21,8 +21,8 @@ from tests.registry.test_registration_job import (
     my_resnet,
     register,
     state_dict_bytes,
-    wait_for_model,
 )
+from tests.support.registration import wait_for_model
 from tests.support.service import create_key
 
 torch = pytest.importorskip("torch")
