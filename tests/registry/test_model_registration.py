@@ -13,7 +13,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from sqlalchemy import text
+from sqlalchemy import select, text
 
 from tests.support.registration import register_ready, until_ready
 from tests.support.requests import erasure_body, wait_for_status
@@ -76,8 +76,33 @@ def test_register_from_npz_with_hashed_subjects(
     assert model["training_samples"] == len(np.load(io.BytesIO(upload_npz))["ids"])
     assert model["num_classes"] == 10
     assert model["subject_identity_types"] == ["email"]  # what requests must name
-    assert api_client.dispatched == [model["registration"]["job_id"]]
+    registration_job = model["registration"]["job_id"]
+    # a subject's erasure request while the model validates is accepted and waits
+    body = erasure_body([], model="uploaded")
+    del body["sample_ids"]
+    body["subject_identities"] = [
+        {"identity_type": "email", "identity_value": "person3@example.org"}
+    ]
+    eraser = {"X-API-Key": create_key(seeded, ["erasure:write", "erasure:read"])}
+    early = api_client.post("/v1/erasure-requests", json=body, headers=eraser)
+    assert early.status_code == 202, early.text
+    assert early.json()["sample_count"] == 5
+    assert api_client.dispatched == [registration_job]  # no erasure job before `ready`
     assert until_ready(api_client, "uploaded", headers, seeded)["latest_version"] == 1
+    got = api_client.get(f"/v1/erasure-requests/{early.json()['id']}", headers=eraser).json()
+    assert got["status"] == "queued"
+    from app.core.db import session_scope
+    from app.jobs.models import UNLEARN, Job
+    from app.registry.models import Model
+
+    with session_scope(seeded.session_factory, None) as s:
+        kinds = s.execute(
+            select(Job.kind, Job.status).join(Model).where(Model.name == "uploaded")
+        ).all()
+    assert sorted((k, str(v.value)) for k, v in kinds) == [
+        ("register", "succeeded"),
+        (UNLEARN, "queued"),  # the publish made the waiting request's job
+    ]
     v1 = api_client.get("/v1/models/uploaded/versions/1", headers=headers).json()
     import hashlib
 
@@ -88,9 +113,6 @@ def test_register_from_npz_with_hashed_subjects(
         ).hexdigest()
     )
     # raw subjects are stored nowhere: not in the database, not in the stored npz
-    from app.core.db import session_scope
-    from app.registry.models import Model
-
     with session_scope(seeded.session_factory, None) as s:
         for table in ("training_samples", "models", "audit_events", "audit_pending"):
             dump = " ".join(str(r) for r in s.execute(text(f"SELECT * FROM {table}")))
