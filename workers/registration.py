@@ -88,7 +88,7 @@ def _data(claim: registration.RegistrationClaim, rt: Runtime, progress: Progress
 
     try:
         ds = open_dataset(rt, claim.dataset_id, claim.dataset_params, claim.num_classes)
-    except (ValueError, FileNotFoundError, KeyError) as exc:
+    except (ValueError, TypeError, FileNotFoundError, KeyError) as exc:
         raise Rejected(f"the dataset cannot be opened: {exc}") from None
     if claim.dataset_id != REFERENCE:
         return ds
