@@ -104,12 +104,16 @@ def run_mode(mode: str, args: argparse.Namespace) -> dict[str, Any]:
         env = lethe_env(db_url, data_dir, **({"LETHE_BROKER_URL": broker} if broker else {}))
         worker = None
         if broker:
+            log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - outlives this frame as the worker log
+                prefix="lethe-bench-worker-", suffix=".log", delete=False
+            )
+            print(f"worker log: {log.name}", flush=True)
             worker = subprocess.Popen(
                 [sys.executable, "-m", "lethe.cli", "worker", "-Q", "gpu,default", "-c", "1"],
                 cwd=ROOT,
                 env={**os.environ, **env},
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
         port = free_port()
