@@ -62,6 +62,14 @@ def subjects(n: int) -> list[str]:
     return sorted(set(train.subjects))[:n]
 
 
+class ParentFailed(RuntimeError):
+    """The fan-out ended `failed`: the engine could not erase this subject (not timed)."""
+
+
+MAX_FAILED = 5
+"""Subjects whose fan-out may fail before the run gives up (each is reported)."""
+
+
 def fan_out(c: httpx.Client, subject: str, models: int) -> float:
     """POST one subject's request naming no model; seconds until the parent completed."""
     body = {
@@ -81,7 +89,10 @@ def fan_out(c: httpx.Client, subject: str, models: int) -> float:
         if status["status"] == "completed":
             elapsed = time.perf_counter() - start
             break
-        if status["status"] in ("failed", "canceled", "denied"):
+        if status["status"] == "failed":
+            reasons = sorted({ch["status_reason"] for ch in status["children"]})
+            raise ParentFailed(f"{status['status_reason'][:60]}...; reasons: {reasons}")
+        if status["status"] in ("canceled", "denied"):
             raise RuntimeError(f"parent {parent['id']} ended {status['status']}: {status}")
         time.sleep(0.05)
     versions = {ch["result_version"] for ch in status["children"]}
@@ -123,10 +134,18 @@ def run_mode(mode: str, args: argparse.Namespace) -> dict[str, Any]:
                 server(cmd, env, port, "/healthz") as url,
                 httpx.Client(base_url=url, headers={"X-API-Key": key}, timeout=60) as c,
             ):
-                times = []
-                for subject in subjects(args.runs):
-                    times.append(fan_out(c, subject, args.models))
+                times: list[float] = []
+                failed: list[dict[str, Any]] = []
+                for index, subject in enumerate(subjects(args.runs + MAX_FAILED)):
+                    try:
+                        times.append(fan_out(c, subject, args.models))
+                    except ParentFailed as exc:  # reported, not timed, not hidden
+                        failed.append({"subject_index": index, "reason": str(exc)})
+                        print(f"{mode}: subject {index} failed: {exc}", flush=True)
+                        continue
                     print(f"{mode}: {times[-1]:.2f} s", flush=True)
+                    if len(times) == args.runs:
+                        break
         finally:
             if worker is not None:
                 os.killpg(worker.pid, signal.SIGTERM)
@@ -138,6 +157,7 @@ def run_mode(mode: str, args: argparse.Namespace) -> dict[str, Any]:
         "min_s": round(min(times), 2),
         "max_s": round(max(times), 2),
         "times_s": [round(t, 2) for t in times],
+        "failed_subjects": failed,
     }
 
 
