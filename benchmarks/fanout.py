@@ -62,6 +62,14 @@ def subjects(n: int) -> list[str]:
     return sorted(set(train.subjects))[:n]
 
 
+class ParentFailed(RuntimeError):
+    """The fan-out ended `failed`: the engine could not erase this subject (not timed)."""
+
+
+MAX_FAILED = 5
+"""Subjects whose fan-out may fail before the run gives up (each is reported)."""
+
+
 def fan_out(c: httpx.Client, subject: str, models: int) -> float:
     """POST one subject's request naming no model; seconds until the parent completed."""
     body = {
@@ -81,7 +89,10 @@ def fan_out(c: httpx.Client, subject: str, models: int) -> float:
         if status["status"] == "completed":
             elapsed = time.perf_counter() - start
             break
-        if status["status"] in ("failed", "canceled", "denied"):
+        if status["status"] == "failed":
+            reasons = sorted({ch["status_reason"] for ch in status["children"]})
+            raise ParentFailed(f"{status['status_reason'][:60]}...; reasons: {reasons}")
+        if status["status"] in ("canceled", "denied"):
             raise RuntimeError(f"parent {parent['id']} ended {status['status']}: {status}")
         time.sleep(0.05)
     versions = {ch["result_version"] for ch in status["children"]}
@@ -104,12 +115,16 @@ def run_mode(mode: str, args: argparse.Namespace) -> dict[str, Any]:
         env = lethe_env(db_url, data_dir, **({"LETHE_BROKER_URL": broker} if broker else {}))
         worker = None
         if broker:
+            log = tempfile.NamedTemporaryFile(  # noqa: SIM115 - outlives this frame as the worker log
+                prefix="lethe-bench-worker-", suffix=".log", delete=False
+            )
+            print(f"worker log: {log.name}", flush=True)
             worker = subprocess.Popen(
                 [sys.executable, "-m", "lethe.cli", "worker", "-Q", "gpu,default", "-c", "1"],
                 cwd=ROOT,
                 env={**os.environ, **env},
-                stdout=subprocess.DEVNULL,
-                stderr=subprocess.DEVNULL,
+                stdout=log,
+                stderr=subprocess.STDOUT,
                 start_new_session=True,
             )
         port = free_port()
@@ -119,10 +134,18 @@ def run_mode(mode: str, args: argparse.Namespace) -> dict[str, Any]:
                 server(cmd, env, port, "/healthz") as url,
                 httpx.Client(base_url=url, headers={"X-API-Key": key}, timeout=60) as c,
             ):
-                times = []
-                for subject in subjects(args.runs):
-                    times.append(fan_out(c, subject, args.models))
+                times: list[float] = []
+                failed: list[dict[str, Any]] = []
+                for index, subject in enumerate(subjects(args.runs + MAX_FAILED)):
+                    try:
+                        times.append(fan_out(c, subject, args.models))
+                    except ParentFailed as exc:  # reported, not timed, not hidden
+                        failed.append({"subject_index": index, "reason": str(exc)})
+                        print(f"{mode}: subject {index} failed: {exc}", flush=True)
+                        continue
                     print(f"{mode}: {times[-1]:.2f} s", flush=True)
+                    if len(times) == args.runs:
+                        break
         finally:
             if worker is not None:
                 os.killpg(worker.pid, signal.SIGTERM)
@@ -134,6 +157,7 @@ def run_mode(mode: str, args: argparse.Namespace) -> dict[str, Any]:
         "min_s": round(min(times), 2),
         "max_s": round(max(times), 2),
         "times_s": [round(t, 2) for t in times],
+        "failed_subjects": failed,
     }
 
 

@@ -9,7 +9,7 @@ from uuid import UUID
 from fastapi import APIRouter, Depends, Response, status
 
 from app.auth.service import Client
-from app.callbacks import service, signing
+from app.callbacks import signing, webhooks
 from app.callbacks.models import CallbackAttempt, CallbackDelivery, ModelWebhook
 from app.callbacks.schemas import (
     AttemptRead,
@@ -90,7 +90,7 @@ def create_webhook(
     client: Writer,
     response: Response,
 ) -> WebhookCreated:
-    hook = service.create_webhook(
+    hook = webhooks.create_webhook(
         session=session, model=model, body=body, client=client, settings=settings
     )
     response.headers["Location"] = f"/v1/models/{model.name}/webhooks/{hook.id}"
@@ -100,7 +100,7 @@ def create_webhook(
 
 @webhooks_router.get("", response_model=WebhookList)
 def list_webhooks(model: ModelReader, session: SessionDep) -> WebhookList:
-    hooks = service.list_webhooks(session=session, model=model)
+    hooks = webhooks.list_webhooks(session=session, model=model)
     return WebhookList(items=[_webhook(model, h) for h in hooks])
 
 
@@ -108,8 +108,8 @@ def list_webhooks(model: ModelReader, session: SessionDep) -> WebhookList:
 def delete_webhook(
     webhook_id: UUID, model: ModelWriter, session: SessionDep, client: Writer
 ) -> Response:
-    hook = service.get_webhook(session=session, model=model, webhook_id=str(webhook_id))
-    service.delete_webhook(session=session, model=model, hook=hook, client=client)
+    hook = webhooks.get_webhook(session=session, model=model, webhook_id=str(webhook_id))
+    webhooks.delete_webhook(session=session, model=model, hook=hook, client=client)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
 
 
@@ -117,8 +117,8 @@ def delete_webhook(
 def list_webhook_deliveries(
     webhook_id: UUID, model: ModelReader, session: SessionDep
 ) -> DeliveryList:
-    hook = service.get_webhook(session=session, model=model, webhook_id=str(webhook_id))
-    rows = service.list_deliveries(session=session, webhook_id=hook.id)
+    hook = webhooks.get_webhook(session=session, model=model, webhook_id=str(webhook_id))
+    rows = webhooks.list_deliveries(session=session, webhook_id=hook.id)
     return DeliveryList(items=[_delivery(d, a) for d, a in rows])
 
 
@@ -134,7 +134,7 @@ def list_request_deliveries(
 ) -> DeliveryList:
     """Every status callback of one erasure request, with each attempt."""
     req = requests_service.get_request(session=session, request_id=str(request_id), client=client)
-    rows = service.list_deliveries(session=session, request_id=req.id)
+    rows = webhooks.list_deliveries(session=session, request_id=req.id)
     return DeliveryList(items=[_delivery(d, a) for d, a in rows])
 
 

@@ -182,6 +182,9 @@ def requests_page(
         overdue=overdue,
         cursor=cursor,
         limit=PAGE_SIZE,
+        # one row per data subject's request, a parent's children under it; a model's
+        # own listing shows its children too (they are that model's requests)
+        top_level=not model,
     )
     now = utcnow()
     filters = {

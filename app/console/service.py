@@ -11,6 +11,7 @@ from sqlalchemy.orm import Session
 
 from app.audit.models import AuditHead
 from app.auth.service import Client
+from app.erasure_requests.children import top_level
 from app.erasure_requests.models import ErasureRequest, RequestStatus
 from app.jobs.models import Job
 from app.registry.models import AliasMove, Model, ModelVersion
@@ -27,10 +28,14 @@ class Step:
 
 
 def status_counts(*, session: Session, client: Client) -> dict[str, int]:
-    q = select(ErasureRequest.status, func.count()).group_by(ErasureRequest.status)
-    if client.models is not None:
-        allowed = select(Model.id).where(Model.name.in_(sorted(client.models)))
-        q = q.where(ErasureRequest.model_id.in_(allowed))
+    """Requests by status as a DPO counts them: one per data subject's request, so a
+    fan-out parent counts once and its children (its share per model) not at all
+    (`children.top_level`)."""
+    q = (
+        select(ErasureRequest.status, func.count())
+        .where(top_level(client))
+        .group_by(ErasureRequest.status)
+    )
     counts = {s.value: 0 for s in RequestStatus}
     for status, n in session.execute(q):
         counts[RequestStatus(status).value] = int(n)

@@ -8,7 +8,8 @@ it has committed, each noted signal
 - wakes its subscribers, `BackgroundLoop`s of the API process (the scheduler, the audit
   sealer), which do the follow-up work in their own transaction, once for many commits.
 
-A rollback drops the notes. Nothing here may fail a commit: an error is logged, and the
+Only the outermost commit fires the notes (releasing a SAVEPOINT does not) and only
+the outermost rollback drops them. Nothing here may fail a commit: an error is logged, and the
 periodic housekeeping (`app.housekeeping`, run by Celery beat or the embedded worker's
 tick) does the same work anyway, so a process that crashes between the commit and the
 follow-up loses nothing.
@@ -84,12 +85,24 @@ class Signal:
 
 @event.listens_for(Session, "after_commit")
 def _fire_signals(session: Session) -> None:
+    if session.in_nested_transaction():
+        # SQLAlchemy fires after_commit when a SAVEPOINT is released too
+        # (`session.begin_nested()`), while the transaction is still open: what it noted
+        # is not visible to anyone yet. A job dispatched then reached a worker that could
+        # not see it, found nothing to claim, and acknowledged the message (issue 14's
+        # stalled fan-out): only the outermost commit fires.
+        return
     for signal in _signals:
         signal._fire(session)
 
 
 @event.listens_for(Session, "after_rollback")
 def _drop_notes(session: Session) -> None:
+    if session.in_nested_transaction():
+        # a SAVEPOINT rolled back; the transaction goes on and keeps its notes (a note is
+        # a wake-up whose receiver reads the database, so one for work the savepoint
+        # undid is harmless; dropping the others would lose them)
+        return
     for signal in _signals:
         session.info.pop(signal.key, None)
 

@@ -47,8 +47,10 @@ class Settings(BaseSettings):
     """DataLoader worker processes that decode a dataset by reference (0: in the job's
     own process)."""
     torch_threads: int = Field(1, ge=0)
-    """CPU threads for torch in a worker (0: torch's default). One is fastest for the small
-    CPU models of the embedded default, which shares the machine with the API."""
+    """CPU threads for torch, and for the BLAS / OpenMP pools numpy and scipy use in the
+    verification's fits, in a worker (0: the libraries' defaults, one thread per core).
+    One is fastest for the small CPU models of the embedded default, which shares the
+    machine with the API; on busy cores more threads wait on each other."""
     secret_key: SecretStr = SecretStr(DEV_SECRET)
     """Keys the subject-identity hashes and signs callbacks. Must be set outside development."""
 

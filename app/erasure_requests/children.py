@@ -7,9 +7,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import select
-from sqlalchemy.orm import Session
+from sqlalchemy import ColumnElement, and_, exists, or_, select
+from sqlalchemy.orm import Session, aliased
 
+from app.auth.service import Client
 from app.erasure_requests.models import ErasureRequest
 from app.registry.models import Model
 
@@ -37,6 +38,32 @@ def children_of(
         assert child.parent_id is not None
         out[child.parent_id].append((child, name))
     return out
+
+
+def top_level(client: Client) -> ColumnElement[bool]:
+    """The requests a viewer counts once per data subject: standalone requests and fan-out
+    parents, not the parents' children (each is one model's share of its parent's work).
+    For a key restricted to some models, a parent is visible when it may use every model
+    the parent fanned out to (`fanout.visible`); a child of a parent it cannot see stands
+    on its own for that key."""
+    if client.models is None:
+        return ErasureRequest.parent_id.is_(None)
+    allowed = select(Model.id).where(Model.name.in_(sorted(client.models)))
+    child, parent = aliased(ErasureRequest), aliased(ErasureRequest)
+
+    def parent_visible(p: Any) -> ColumnElement[bool]:
+        kids = exists().where(child.parent_id == p.id)
+        foreign = exists().where(child.parent_id == p.id, child.model_id.not_in(allowed))
+        return and_(~foreign, or_(kids, p.client == client.name))
+
+    hidden_parent = ~exists().where(parent.id == ErasureRequest.parent_id, parent_visible(parent))
+    return or_(
+        and_(ErasureRequest.model_id.is_(None), parent_visible(ErasureRequest)),
+        and_(
+            ErasureRequest.model_id.in_(allowed),
+            or_(ErasureRequest.parent_id.is_(None), hidden_parent),
+        ),
+    )
 
 
 def entry(child: ErasureRequest, model_name: str) -> dict[str, Any]:

@@ -6,9 +6,22 @@ import enum
 from datetime import datetime
 
 from sqlalchemy import Enum, ForeignKey, Index, String
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, validates
 
 from app.core.db import Base, utcnow
+
+REASON_LENGTH = 1024
+"""The longest `status_reason` stored; a longer one is clipped (`clip_reason`)."""
+
+
+def clip_reason(reason: str | None) -> str | None:
+    """`reason` as stored: at most REASON_LENGTH characters, a clipped one ending in '…'.
+    A fan-out parent failed on 20 models lists 20 reasons (each child keeps its own), and
+    an error message can be long: PostgreSQL refuses what does not fit, and the failing
+    transaction was the one that failed the job and its request."""
+    if reason is None or len(reason) <= REASON_LENGTH:
+        return reason
+    return reason[: REASON_LENGTH - 1] + "…"
 
 
 class RequestStatus(enum.StrEnum):
@@ -48,7 +61,7 @@ class ErasureRequest(Base):
     status: Mapped[RequestStatus] = mapped_column(
         Enum(RequestStatus, native_enum=False, length=16, validate_strings=True)
     )
-    status_reason: Mapped[str | None] = mapped_column(String(1024))
+    status_reason: Mapped[str | None] = mapped_column(String(REASON_LENGTH))
     submitted_time: Mapped[datetime]
     received_at: Mapped[datetime] = mapped_column(default=utcnow)
     due_at: Mapped[datetime]
@@ -67,6 +80,10 @@ class ErasureRequest(Base):
     extension_reason: Mapped[str | None] = mapped_column(String(1024))
     denial_ground: Mapped[str | None] = mapped_column(String(64))
     """The Art. 17(3) (or Art. 12(5)) ground of a denial; the reason is `status_reason`."""
+
+    @validates("status_reason")
+    def _clip(self, _key: str, reason: str | None) -> str | None:
+        return clip_reason(reason)
 
 
 class ErasureRequestSample(Base):

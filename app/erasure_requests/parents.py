@@ -30,7 +30,12 @@ from sqlalchemy.orm import Session
 from app.audit import service as audit
 from app.callbacks import service as callbacks
 from app.erasure_requests.children import children_of
-from app.erasure_requests.models import FINAL_STATUSES, ErasureRequest, RequestStatus
+from app.erasure_requests.models import (
+    FINAL_STATUSES,
+    ErasureRequest,
+    RequestStatus,
+    clip_reason,
+)
 
 S = RequestStatus
 FANOUT_ACTOR = "system:fan-out"
@@ -111,6 +116,7 @@ def refresh(
         if not mine:
             continue
         status, reason, ground = summary(mine)
+        reason = clip_reason(reason)  # as stored: unchanged when only the clipped tail differs
         parent.due_at = max(c.due_at for c, _ in mine)
         if status == parent.status and reason == parent.status_reason:
             continue

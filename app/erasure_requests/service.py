@@ -26,7 +26,7 @@ from app.core.errors import (
     WrongIdentityType,
 )
 from app.core.subjects import subject_ref
-from app.erasure_requests import fanout, storage
+from app.erasure_requests import children, fanout, storage
 from app.erasure_requests.children import children_of, entry, is_parent, subject_request_id
 from app.erasure_requests.models import (
     FINAL_STATUSES,
@@ -273,11 +273,17 @@ def list_requests(
     overdue: bool | None,
     cursor: str | None,
     limit: int,
+    top_level: bool = False,
 ) -> tuple[list[ErasureRequest], str | None]:
+    """A page of the requests the client may see, oldest first. `top_level`: fan-out
+    parents and standalone requests only, not the parents' children (the console lists
+    those under their parent)."""
     q = select(ErasureRequest)
+    if top_level:
+        q = q.where(children.top_level(client))
     if model is not None:
         q = q.where(ErasureRequest.model_id == registry.get_model(session=session, name=model).id)
-    if client.models is not None:
+    if client.models is not None and not top_level:  # top_level applies the key's models
         allowed = select(Model.id).where(Model.name.in_(sorted(client.models)))
         q = q.where(ErasureRequest.model_id.in_(allowed))
     if status is not None:

@@ -15,6 +15,7 @@ from tests.support.requests import (
     subject_body,
     wait_for_status,
 )
+from tests.support.services import wait_until
 
 MODELS = ["digits-cnn", "digits-cnn-b", "digits-cnn-c"]
 
@@ -201,3 +202,46 @@ def test_parent_cancel_and_deny_apply_to_every_child(
     assert {c["status"] for c in denied["children"]} == {"denied"}
     receipt = client.get(f"/v1/erasure-requests/{second['id']}/receipt", headers=headers).json()
     assert receipt["receipt"]["audit"]["event_type"] == "request.denied"
+
+
+@pytest.mark.parametrize("db_url", ["postgres"], indirect=True)
+def test_a_fanout_failed_everywhere_with_long_reasons_fails_the_parent(
+    api_client: Any, seeded: Any, admin_headers: dict[str, str], demo_artifacts: Any
+) -> None:
+    """The parent lists every child's reason: with many models (or one long error) that
+    is more than the column holds, and PostgreSQL refused the transaction that failed the
+    last job, which then stayed `running` and the parent open (issue 14's benchmark, 20
+    models). The stored reasons are clipped; each child keeps its own."""
+    from app.core.db import session_scope
+    from app.jobs import attempt
+
+    client, headers = api_client, admin_headers
+    add_demo_models(seeded, MODELS[1:], demo_artifacts)
+    subject, _ = demo_subject()
+    parent = client.post("/v1/erasure-requests", json=subject_body(subject), headers=headers)
+    assert parent.status_code == 202, parent.text
+    wait_until(lambda: len(client.dispatched) == len(MODELS), timeout=30, what="3 jobs")
+    settings = seeded.settings.model_copy(update={"request_max_attempts": 1})
+    error = "RuntimeError: " + "the engine said no. " * 100  # 2,014 characters
+    for job_id in client.dispatched:
+        with session_scope(seeded.session_factory, None) as s:
+            claim = attempt.claim(session=s, job_id=job_id, worker="w")
+        assert claim is not None
+        with session_scope(seeded.session_factory, None) as s:
+            failed = attempt.fail_attempt(
+                session=s,
+                job_id=job_id,
+                attempt=claim.attempt,
+                reason=error,
+                settings=settings,
+                retryable=False,
+            )
+            assert failed is not None and failed.status.value == "failed"
+    done = client.get(f"/v1/erasure-requests/{parent.json()['id']}", headers=headers).json()
+    assert done["status"] == "failed"
+    assert done["status_reason"].startswith("3 of 3 model(s) failed; 'digits-cnn': failed")
+    assert len(done["status_reason"]) == 1024 and done["status_reason"].endswith("…")
+    for child in done["children"]:
+        assert child["status"] == "failed"
+        assert child["status_reason"].startswith("failed after 1 job(s); last error: RuntimeError")
+        assert len(child["status_reason"]) <= 1024

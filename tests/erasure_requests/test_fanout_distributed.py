@@ -57,3 +57,29 @@ def test_fanout_on_postgres_and_celery_completes_the_parent_once(distributed: An
         )
         assert finals == ["request.received", "request.completed"]
         assert audit.verify(session=s).ok
+
+
+BURST = ["digits-cnn", *(f"digits-cnn-{i}" for i in range(1, 8))]
+
+
+def test_fanout_bursts_all_run_on_one_worker_without_beat(distributed: Any) -> None:
+    """Without beat (nothing re-dispatches a lost job) every job of a burst runs: the
+    scheduler creates the models' jobs in one transaction and hands them to Celery only
+    after it commits. Before, a job was sent when the next one's SAVEPOINT was released;
+    an idle worker took the message at once, saw no queued job, acknowledged it, and the
+    job stayed `queued` (issue 14). Two fan-outs: the second reaches a warm, idle worker."""
+    distributed.configure(**NO_GATE)
+    for name in BURST[1:]:
+        distributed.add_model(name)
+    distributed.worker("solo")  # no --beat: no housekeeping, no reaper
+    headers = {"X-API-Key": create_key(distributed.runtime, ["admin"])}
+    with distributed.client() as client:
+        for index, version in ((0, 2), (1, 3)):
+            subject, _ = demo_subject(index)
+            resp = client.post("/v1/erasure-requests", json=subject_body(subject), headers=headers)
+            assert resp.status_code == 202, resp.text
+            assert resp.json()["models"] == BURST
+            done = wait_for_status(client, resp.json()["id"], headers, timeout=300)
+            assert [(c["model"], c["result_version"]) for c in done["children"]] == [
+                (m, version) for m in BURST
+            ]
