@@ -218,10 +218,12 @@ class LetheClient:
         location: str | None = None,
         layout: str | None = None,
         preprocess: str | None = None,
+        head_module: str | None = None,
     ) -> dict[str, Any]:
         """Register a model. Published at once (`status` ready), or, for a `.pt` checkpoint
         or a dataset by reference (`manifest` CSV / JSON Lines + `location` + `layout` +
-        `preprocess`), `validating` while its registration job runs (`wait_for_model`)."""
+        `preprocess`), `validating` while its registration job runs (`wait_for_model`).
+        `head_module` names the logits layer of a `torchvision:` model (`classifier.3`)."""
         data: dict[str, str] = {
             "name": name,
             "architecture": architecture,
@@ -235,6 +237,7 @@ class LetheClient:
             "location": location,
             "layout": layout,
             "preprocess": preprocess,
+            "head_module": head_module,
         }
         data.update({k: v for k, v in optional.items() if v})
         with open(checkpoint, "rb") as ck:

@@ -72,9 +72,14 @@ def _checkpoint(claim: registration.RegistrationClaim, data: bytes) -> tuple[Any
     except NotAStateDict as exc:
         raise Rejected(f"the checkpoint is not a state dict: {exc}") from None
     try:
-        model = ul.get_architecture(claim.architecture, num_classes=claim.num_classes)
+        model = ul.get_architecture(
+            claim.architecture, num_classes=claim.num_classes, head_module=claim.head_module
+        )
     except (KeyError, ValueError, TypeError) as exc:
-        raise Rejected(f"architecture {claim.architecture!r} cannot be built: {exc}") from None
+        named = f" with head_module {claim.head_module!r}" if claim.head_module else ""
+        raise Rejected(
+            f"architecture {claim.architecture!r}{named} cannot be built: {exc}"
+        ) from None
     try:
         check_state_dict(model, tensors, claim.architecture)
     except StateDictMismatch as exc:

@@ -6,7 +6,9 @@ Two ways, chosen by what is uploaded:
   built-in dataset; version 1 is published in the request's transaction. Everything the
   model needs has passed through the API and been checked, so nothing is left to find.
 - **as a job** (202, `validating`; `app.jobs.registration`): a `.pt` state dict (the API
-  cannot read it without torch), or a dataset by reference (`manifest` CSV / JSON Lines +
+  cannot read it without torch), a named `head_module` (only a built model can show it
+  is the logits layer; kept in the model's `registration` record, which every job that
+  builds the architecture reads), or a dataset by reference (`manifest` CSV / JSON Lines +
   `location` + `layout` + `preprocess`, `app.registry.by_reference`), whose files only a
   worker reads. The upload is stored as a blob, the manifest rows are inserted (so erasure
   requests by sample id or subject are accepted and wait), and a worker checks, measures
@@ -49,6 +51,9 @@ from models_store import InvalidCheckpoint
 from models_store.safetensors_format import parse_header, read_header_length
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,127}$")
+_PART = r"(?:[A-Za-z_][A-Za-z0-9_]*|[0-9]+)"
+HEAD_MODULE = re.compile(rf"{_PART}(?:\.{_PART}){{0,31}}")
+"""A dotted module path (`fc`, `classifier.3`, `heads.head`): identifiers or indices."""
 
 
 @dataclass
@@ -66,6 +71,25 @@ class Upload:
     location: str | None = None
     layout: str | None = None
     preprocess: str | None = None
+    head_module: str | None = None
+    """The logits layer of a `torchvision:` model, by its dotted module path; the worker
+    checks it is an nn.Linear producing `num_classes` logits (found automatically if None)."""
+
+    def __post_init__(self) -> None:
+        if self.head_module is None:
+            return
+        if len(self.head_module) > 256 or not HEAD_MODULE.fullmatch(self.head_module):
+            raise _invalid(
+                "`head_module` is a dotted module path of the model, such as `fc` or "
+                "`classifier.3` (identifiers or indices separated by `.`)",
+                "head_module",
+            )
+        if not self.architecture.startswith(TORCHVISION):
+            raise _invalid(
+                "`head_module` applies to `torchvision:` architectures; the head of a "
+                "built-in or plug-in architecture is its `head`",
+                "head_module",
+            )
 
 
 ZIP_MAGIC = b"PK\x03\x04"
@@ -110,7 +134,7 @@ def register(
     if session.scalar(select(Model.id).where(Model.name == upload.name)) is not None:
         raise Conflict(f"a model named {upload.name!r} already exists")
     fmt = _format(upload.checkpoint)
-    if upload.location is not None or fmt == "pt":
+    if upload.location is not None or fmt == "pt" or upload.head_module is not None:
         return _accept(
             session=session, store=store, settings=settings, client=client, upload=upload, fmt=fmt
         )
@@ -291,7 +315,12 @@ def _accept(
         auto_promote=upload.auto_promote,
         subject_identity_type=identity if any(refs) else None,
         status=VALIDATING,
-        registration={"upload": digest, "format": fmt, "actor": client.actor},
+        registration={
+            "upload": digest,
+            "format": fmt,
+            "actor": client.actor,
+            **({"head_module": upload.head_module} if upload.head_module else {}),
+        },
     )
     registration_jobs.queue(session=session, model=model, settings=settings, actor=client.actor)
     return model
