@@ -7,9 +7,11 @@ Writes the generated shapes set (``unlearning.shapes``, 32x32 RGB PNGs) once und
 per repeat, a fresh SQLite database, store and feature cache, registers a random-init
 ``--arch`` (a ``.pt`` state dict) with the folder as a dataset by reference through the real
 API (in process, jobs recorded, not dispatched), then runs the registration job in this
-process as a worker would (``workers.jobs.run``), timing it. Every ``LocalLocation.read`` is
-counted (DataLoader worker processes are not used: ``LETHE_DATA_WORKERS=0``), so the run
-says how many times each manifest row's file was read.
+process as a worker would (``workers.jobs.run``), timing it (wall and this process's CPU
+time: the job, its heartbeat thread and torch's threads all run here). Every
+``LocalLocation.read`` is counted (DataLoader worker processes are not used:
+``LETHE_DATA_WORKERS=0``), so the run says how many times each manifest row's file was
+read.
 """
 
 from __future__ import annotations
@@ -125,9 +127,9 @@ def main(argv: list[str] | None = None) -> int:
             assert resp.status_code == 202, resp.text
             job_id = resp.json()["registration"]["job_id"]
             reads.clear()
-            t0 = time.perf_counter()
+            t0, c0 = time.perf_counter(), time.process_time()
             outcome = run(job_id, rt)
-            took = time.perf_counter() - t0
+            took, cpu = time.perf_counter() - t0, time.process_time() - c0
             model = client.get(
                 f"/v1/models/bench-{k}", headers={"Authorization": f"Bearer {key}"}
             ).json()
@@ -142,13 +144,15 @@ def main(argv: list[str] | None = None) -> int:
                 "status": model["status"],
                 "final_phase": phase,
                 "seconds": round(took, 2),
+                "cpu_seconds": round(cpu, 2),
                 "files_read": len(reads),
                 "reads": sum(reads.values()),
                 "files_by_read_count": {str(n): c for n, c in sorted(per_file.items())},
             }
         )
         print(
-            f"run {k + 1}: {outcome} ({model['status']}) in {took:.1f} s; {len(reads)} files, "
+            f"run {k + 1}: {outcome} ({model['status']}) in {took:.1f} s ({cpu:.1f} s CPU); "
+            f"{len(reads)} files, "
             f"{sum(reads.values())} reads; files by times read {dict(sorted(per_file.items()))}"
         )
     result = {

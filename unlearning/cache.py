@@ -205,7 +205,8 @@ class FeatureCache:
         key = backbone_digest(lower, cut, self.namespace)
         table = self._load(key)
         plans: list[tuple[Split, np.ndarray, np.ndarray, np.ndarray]] = []
-        scheduled: set[str] = set()  # a split given twice (test = val) is computed once
+        probes: list[np.ndarray] = []
+        seen: set[str] = set()  # a split given twice (test = val) is read once
         todo = 0
         for split in splits:
             sums = _checksums(split) if len(split) else np.zeros((0, 2))
@@ -218,35 +219,39 @@ class FeatureCache:
                 ok = np.isclose(stored, sums[known], rtol=1e-7, atol=1e-6).all(axis=1)
                 rows[np.flatnonzero(known)[~ok]] = -1
             need = np.array(
-                [i for i in np.flatnonzero(rows < 0) if split.ids[i] not in scheduled],
-                dtype=np.int64,
+                [i for i in np.flatnonzero(rows < 0) if split.ids[i] not in seen], dtype=np.int64
             )
-            scheduled.update(split.ids[i] for i in need)
+            seen.update(split.ids[i] for i in need)
+            probe = np.zeros(0, dtype=np.int64)
+            if problems is not None and split.source is not None:
+                # rows already cached are decoded once too, so that every row is checked
+                probe = np.array(
+                    [i for i in np.flatnonzero(rows >= 0) if split.ids[i] not in seen],
+                    dtype=np.int64,
+                )
+                seen.update(split.ids[i] for i in probe)
             plans.append((split, rows, sums, need))
-            todo += len(need)
-        checking = problems is not None
-        if checking:  # cached rows are decoded once too, so that every row is checked
-            todo += sum(int((rows >= 0).sum()) for split, rows, _, _ in plans if split.source)
+            probes.append(probe)
+            todo += len(need) + len(probe)
         done = 0
         fresh_parts: list[tuple[list[str], np.ndarray, np.ndarray]] = []
-        for split, rows, sums, need in plans:
+        for (split, _, sums, need), probe in zip(plans, probes, strict=True):
             if len(need):
                 fresh = self._compute(lower, split, need, dev, done, todo, progress, problems)
                 done += len(need)
                 fresh_parts.append(([split.ids[i] for i in need], fresh, sums[need]))
-            cached = np.flatnonzero(rows >= 0)
-            if problems is not None and split.source is not None and len(cached):
-                assert split.rows is not None
+            if len(probe):
+                assert split.rows is not None and problems is not None
                 from .sources import find_problems
 
                 find_problems(
                     split.source,  # type: ignore[arg-type]
-                    rows=split.rows[torch.from_numpy(cached)],
+                    rows=split.rows[torch.from_numpy(probe)],
                     workers=self.workers,
                     into=problems,
-                    progress=_scaled(progress, done, len(cached), todo),
+                    progress=_scaled(progress, done, len(probe), todo),
                 )
-                done += len(cached)
+                done += len(probe)
         if problems is not None and problems.count:
             from .sources import UnreadableRows
 

@@ -244,3 +244,12 @@ def test_a_checked_warm_up_over_cached_rows_still_reads_each_file_once(
     assert again.computed == 0 and problems.count == 0 and problems.checked == 84
     assert sorted(location.reads) == sorted(set(location.reads)) and len(location.reads) == 84
     assert [len(t) for t in z] == [len(ds.train), len(ds.val), len(ds.test)]
+    # a split given twice (a manifest without test rows tests on val) is read once
+    location.reads.clear()
+    twice = sources.RowProblems()
+    z = again.features(model, ds.val, ds.val, problems=twice)
+    assert twice.checked == len(ds.val) == len(location.reads) == len(set(location.reads))
+    assert torch.equal(z[0], z[1])
+    fresh = ul.FeatureCache()  # and computed once
+    fresh.features(model, ds.val, ds.val)
+    assert fresh.computed == len(ds.val)
