@@ -220,9 +220,12 @@ class LetheClient:
         preprocess: str | None = None,
         head_module: str | None = None,
     ) -> dict[str, Any]:
-        """Register a model. Published at once (`status` ready), or, for a `.pt` checkpoint
-        or a dataset by reference (`manifest` CSV / JSON Lines + `location` + `layout` +
-        `preprocess`), `validating` while its registration job runs (`wait_for_model`).
+        """Register a model: the API checks what it can (an `ApiError` with the problem
+        if not) and answers the model `validating` while its registration job checks the
+        checkpoint and the data and measures version 1; `wait_for_model` returns it once
+        `ready` (or `rejected`, with `status_reason`). The training set is an npz
+        (`training_set`), a built-in `dataset` with its npz `manifest`, or a dataset by
+        reference (`manifest` CSV / JSON Lines + `location` + `layout` + `preprocess`).
         `head_module` names the logits layer of a `torchvision:` model (`classifier.3`)."""
         data: dict[str, str] = {
             "name": name,

@@ -95,7 +95,7 @@ def _checkpoint(claim: registration.RegistrationClaim, data: bytes) -> tuple[Any
 def _data(claim: registration.RegistrationClaim, rt: Runtime) -> Any:
     try:
         return open_dataset(rt, claim.dataset_id, claim.dataset_params, claim.num_classes)
-    except (ValueError, FileNotFoundError, KeyError) as exc:
+    except (ValueError, TypeError, FileNotFoundError, KeyError) as exc:
         raise Rejected(f"the dataset cannot be opened: {exc}") from None
 
 

@@ -1,18 +1,17 @@
-"""Registering a model from an upload, without torch in the API process.
+"""Registering a model from an upload, without torch in the API process: every
+registration is a job (issue 12 point 4).
 
-Two ways, chosen by what is uploaded:
-- **at once** (201, `ready`): a safetensors checkpoint checked by its header against the
-  architecture's published tensor spec (never unpickled) plus an npz training set or a
-  built-in dataset; version 1 is published in the request's transaction. Everything the
-  model needs has passed through the API and been checked, so nothing is left to find.
-- **as a job** (202, `validating`; `app.jobs.registration`): a `.pt` state dict (the API
-  cannot read it without torch), a named `head_module` (only a built model can show it
-  is the logits layer; kept in the model's `registration` record, which every job that
-  builds the architecture reads), or a dataset by reference (`manifest` CSV / JSON Lines +
-  `location` + `layout` + `preprocess`, `app.registry.by_reference`), whose files only a
-  worker reads. The upload is stored as a blob, the manifest rows are inserted (so erasure
-  requests by sample id or subject are accepted and wait), and a worker checks, measures
-  and publishes version 1, or rejects the model with the reason.
+What the API can check without torch it checks in the request, and a failure is a 422
+(409 for a taken name) that stores nothing: the name, the key's models, the npz or
+manifest (readable, the arrays it needs, unique ids, integer labels, enough held-out
+samples), labels against `num_classes`, and a safetensors checkpoint's header against the
+architecture's published tensor spec (never unpickled). Then the upload is stored as a
+blob, the training rows are inserted (so erasure requests by sample id or subject are
+accepted and wait), and the model is answered 202 `validating` with its registration job
+(`app.jobs.registration`): a worker loads the architecture, checks the checkpoint with
+torch (a `.pt` state dict is read only there), reads the data, warms the feature cache,
+measures version 1's metrics and publishes it (`ready`), or rejects the model with the
+reason (`rejected`; nothing half-registered remains).
 
 Training set, one of:
 - `training_set`: an npz the engine's `npz` loader reads (`x, y, ids, x_val, y_val,
@@ -22,6 +21,8 @@ Training set, one of:
 - `dataset` (a built-in dataset id) + `dataset_params` + `manifest`: an npz of `ids, y`
   (optional `subjects`) describing that dataset's training split (`lethe models register`
   computes it with the engine).
+- a dataset by reference: `manifest` (CSV / JSON Lines) + `location` + `layout` +
+  `preprocess` (`app.registry.by_reference`), whose files only a worker reads.
 """
 
 from __future__ import annotations
@@ -127,102 +128,52 @@ def _header(f: IO[bytes]) -> Any:
 def register(
     *, session: Session, store: Any, settings: Settings, client: Client, upload: Upload
 ) -> Model:
+    """Check what the API can, store the upload, and answer the model `validating` with
+    its registration job queued (dispatched after the caller's commit)."""
     if not NAME.match(upload.name):
         raise _invalid("model names are 1-128 letters, digits, `.`, `_`, `-`", "name")
     if not client.may_use_model(upload.name):
         raise Forbidden(f"this API key may not act on model {upload.name!r}")
     if session.scalar(select(Model.id).where(Model.name == upload.name)) is not None:
         raise Conflict(f"a model named {upload.name!r} already exists")
-    fmt = _format(upload.checkpoint)
-    if upload.location is not None or fmt == "pt" or upload.head_module is not None:
-        return _accept(
-            session=session, store=store, settings=settings, client=client, upload=upload, fmt=fmt
-        )
-    spec = service.architecture_spec(session=session, arch_id=upload.architecture)
-    if (upload.training_set is None) == (upload.dataset is None):
-        raise _invalid("give exactly one of `training_set` (npz) or `dataset`", "training_set")
-    secret = settings.secret_key.get_secret_value()
-    if upload.training_set is not None:
-        manifest = read_npz(
-            upload.training_set,
-            field="training_set",
-            required=TRAINING_SET_ARRAYS,
-            secret=secret,
-            identity_type=upload.subject_identity_type,
-        )
-    else:
-        if upload.dataset == "npz":
-            raise _invalid("upload the npz as `training_set`", "dataset")
-        if upload.manifest is None:
-            raise _invalid(
-                "a built-in `dataset` needs its `manifest` (npz of ids, y, optional subjects)",
-                "manifest",
-            )
-        manifest = read_npz(
-            upload.manifest,
-            field="manifest",
-            required=MANIFEST_ARRAYS,
-            secret=secret,
-            identity_type=upload.subject_identity_type,
-        )
-    num_classes = upload.num_classes or manifest.num_classes
-    if manifest.num_classes > num_classes:
-        raise _invalid(
-            f"labels go up to {manifest.num_classes - 1} but num_classes is {num_classes}",
-            "num_classes",
-        )
-    parsed = _header(upload.checkpoint)
-    service.check_checkpoint(
-        parsed.tensors, spec, arch_id=upload.architecture, num_classes=num_classes
-    )
-    put = store.put_checkpoint(upload.checkpoint)
-
-    if upload.training_set is not None:
-        if "subjects" in manifest.arrays:  # raw identities never reach the store
-            arrays = {k: v for k, v in manifest.arrays.items() if k != "subjects"}
-            digest = store.put_blob(to_npz(arrays))
-        else:
-            upload.training_set.seek(0)
-            digest = store.put_blob(upload.training_set)
-        dataset_id = "npz"
-        params: dict[str, Any] = {"blob": digest, "num_classes": num_classes}
-    else:
-        assert upload.dataset is not None
-        try:
-            given = json.loads(upload.dataset_params or "{}")
-        except ValueError:
-            given = None
-        if not isinstance(given, dict):
-            raise _invalid("`dataset_params` must be a JSON object", "dataset_params")
-        params = given
-        dataset_id = upload.dataset
-    refs = manifest.subject_refs or [None] * len(manifest.ids)
-    samples = (
-        service.SampleRow(sid, label, ref)
-        for sid, label, ref in zip(manifest.ids, manifest.labels, refs, strict=True)
-    )
-    return service.register_model(
+    return _accept(
         session=session,
-        name=upload.name,
-        architecture=upload.architecture,
-        num_classes=num_classes,
-        dataset_id=dataset_id,
-        dataset_params=params,
-        samples=samples,
-        checkpoint_sha256=put.manifest.sha256,
-        checkpoint_size=put.manifest.size,
-        stored_bytes=put.new_bytes,
-        metrics={},
-        actor=client.actor,
-        auto_promote=upload.auto_promote,
-        subject_identity_type=upload.subject_identity_type if manifest.subject_refs else None,
+        store=store,
+        settings=settings,
+        client=client,
+        upload=upload,
+        fmt=_format(upload.checkpoint),
     )
+
+
+RESERVED_PARAMS = ("blob", "manifest", "path")
+"""Dataset params Lethe sets itself (the stored npz or manifest, a worker's local file);
+a built-in dataset's `dataset_params` may not name them."""
+
+
+def _builtin_params(upload: Upload) -> dict[str, Any]:
+    if upload.dataset in ("npz", by_reference.REFERENCE):
+        raise _invalid(
+            "upload an npz as `training_set`, a dataset by reference as `manifest` + "
+            "`location`; `dataset` names a built-in dataset",
+            "dataset",
+        )
+    try:
+        given = json.loads(upload.dataset_params or "{}")
+    except ValueError:
+        given = None
+    if not isinstance(given, dict):
+        raise _invalid("`dataset_params` must be a JSON object", "dataset_params")
+    reserved = sorted(set(given) & set(RESERVED_PARAMS))
+    if reserved:
+        raise _invalid(f"`dataset_params` may not set {reserved}", "dataset_params")
+    return given
 
 
 def _accept(
     *, session: Session, store: Any, settings: Settings, client: Client, upload: Upload, fmt: str
 ) -> Model:
-    """Store the upload and the manifest; the model `validating` with its registration job."""
+    """Check, store the upload and the manifest; the model `validating` with its job."""
     spec: dict[str, Any] | None = None
     if not upload.architecture.startswith(TORCHVISION):
         spec = service.architecture_spec(session=session, arch_id=upload.architecture)
@@ -234,7 +185,8 @@ def _accept(
     secret = settings.secret_key.get_secret_value()
     identity = upload.subject_identity_type
     refs: list[str | None]
-    manifest_bytes: bytes  # the stored copy: JSON Lines rows, or the npz without subjects
+    # the stored copy: JSON Lines rows, or the npz without subjects; None for a built-in
+    manifest_bytes: bytes | IO[bytes] | None
     if upload.location is not None:
         if upload.training_set is not None or upload.dataset is not None:
             raise _invalid(
@@ -264,7 +216,13 @@ def _accept(
         dataset_id = by_reference.REFERENCE
         params: dict[str, Any] = dict(ref.params)
         manifest_bytes = ref.jsonl()
-    elif upload.training_set is not None and upload.dataset is None:
+    elif (upload.training_set is None) == (upload.dataset is None):
+        raise _invalid(
+            "give exactly one of `training_set` (npz), `dataset` (a built-in id, with its "
+            "`manifest`) or `location` (a dataset by reference, with its `manifest`)",
+            "training_set",
+        )
+    elif upload.training_set is not None:
         npz = read_npz(
             upload.training_set,
             field="training_set",
@@ -275,14 +233,31 @@ def _accept(
         ids, labels = npz.ids, npz.labels
         refs = npz.subject_refs or [None] * len(ids)
         found_classes = npz.num_classes
-        arrays = {k: v for k, v in npz.arrays.items() if k != "subjects"}
-        dataset_id, params, manifest_bytes = "npz", {}, to_npz(arrays)
+        dataset_id, params = "npz", {}
+        if "subjects" in npz.arrays:  # raw identities never reach the store
+            manifest_bytes = to_npz({k: v for k, v in npz.arrays.items() if k != "subjects"})
+        else:
+            upload.training_set.seek(0)
+            manifest_bytes = upload.training_set
     else:
-        raise _invalid(
-            "a `.pt` checkpoint is registered with an npz `training_set` or a dataset by "
-            "reference (`manifest` + `location`)",
-            "training_set",
+        assert upload.dataset is not None
+        params = _builtin_params(upload)
+        if upload.manifest is None:
+            raise _invalid(
+                "a built-in `dataset` needs its `manifest` (npz of ids, y, optional subjects)",
+                "manifest",
+            )
+        rows = read_npz(
+            upload.manifest,
+            field="manifest",
+            required=MANIFEST_ARRAYS,
+            secret=secret,
+            identity_type=identity,
         )
+        ids, labels = rows.ids, rows.labels
+        refs = rows.subject_refs or [None] * len(ids)
+        found_classes = rows.num_classes
+        dataset_id, manifest_bytes = upload.dataset, None  # the rows live in the database
     num_classes = upload.num_classes or found_classes
     if found_classes > num_classes:
         raise _invalid(
@@ -299,8 +274,9 @@ def _accept(
     digest = store.put_blob(upload.checkpoint)
     # stored only once everything the API can check passed: a 422 leaves nothing behind
     if dataset_id == "npz":
+        assert manifest_bytes is not None
         params.update(blob=store.put_blob(manifest_bytes), num_classes=num_classes)
-    else:
+    elif manifest_bytes is not None:
         params["manifest"] = store.put_blob(manifest_bytes)
     model = service.create_model(
         session=session,

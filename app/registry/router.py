@@ -22,7 +22,7 @@ from app.auth.service import Client
 from app.core.errors import BadRequest, NotFound
 from app.http.deps import SessionDep, SettingsDep, require
 from app.registry import downloads, registration, service
-from app.registry.models import VALIDATING, Model, ModelVersion
+from app.registry.models import Model, ModelVersion
 from app.registry.schemas import (
     MAX_VERSION,
     AliasHistory,
@@ -120,13 +120,19 @@ def list_models(session: SessionDep, client: Reader) -> ModelList:
 
 @router.post(
     "",
-    status_code=201,
+    status_code=202,
     response_model=ModelRead,
     responses={
         202: {
-            "model": ModelRead,
             "description": "accepted: the model is `validating` while its registration job "
-            "runs (a `.pt` checkpoint or a dataset by reference)",
+            "checks the checkpoint and the data and measures version 1; `GET` the model "
+            "(the `Location` header) until `status` is `ready` or `rejected`",
+            "headers": {
+                "Location": {
+                    "description": "the model, `/v1/models/{name}`",
+                    "schema": {"type": "string"},
+                }
+            },
         }
     },
     openapi_extra={
@@ -205,13 +211,14 @@ def register_model(
 ) -> ModelRead:
     """Register a model: architecture, training set and checkpoint become version 1.
 
-    A safetensors checkpoint with an npz training set (or a built-in dataset) is checked
-    against the architecture's tensors from its header and published at once (201). A `.pt`
-    checkpoint or a dataset by reference (`manifest` + `location` + `layout` +
-    `preprocess`) is answered 202 with the model `validating`: a registration job checks
-    the checkpoint and every row's file, measures version 1 and warms the feature cache,
-    then the model is `ready` or `rejected` (GET the model for phase and percent). Raw
-    subject identities are stored only as keyed hashes.
+    What the API can check without torch is checked now (422, nothing stored): the name,
+    the npz or manifest, labels against `num_classes`, a safetensors header against the
+    architecture's tensors. Then the answer is 202 with the model `validating`: a
+    registration job checks the checkpoint (a `.pt` state dict is read only there) and the
+    data (every row's file, for a dataset by reference), warms the feature cache and
+    measures version 1's metrics; the model becomes `ready`, or `rejected` with the reason
+    (GET the model for phase and percent). Erasure requests for a `validating` model are
+    accepted and wait. Raw subject identities are stored only as keyed hashes.
     """
     model = registration.register(
         session=session,
@@ -236,8 +243,6 @@ def register_model(
         ),
     )
     response.headers["Location"] = f"/v1/models/{model.name}"
-    if model.status == VALIDATING:
-        response.status_code = 202
     return _read(session, model)
 
 

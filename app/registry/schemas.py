@@ -33,7 +33,9 @@ class ModelRead(BaseModel):
     `status_reason` (erasure requests are refused with 409)."""
     status_reason: str | None = None
     registration: RegistrationRead | None = None
-    """Registrations that ran as a job (202); null for one published at once."""
+    """The registration job (every API registration is one, answered 202); null for a
+    model registered without a job: the demo (`seed-demo`), or one published before
+    registrations were jobs."""
     architecture: str
     num_classes: int
     dataset_id: str

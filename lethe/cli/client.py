@@ -297,7 +297,7 @@ def models_register(
     auto_promote: Annotated[bool, typer.Option(help="new versions move `production`")] = True,
     subject_identity_type: Annotated[str, typer.Option()] = "user_id",
     wait: Annotated[
-        bool, typer.Option(help="wait for a registration job, drawing its phase and progress")
+        bool, typer.Option(help="wait for the registration job, drawing its phase and progress")
     ] = True,
     timeout: Annotated[float, typer.Option(help="seconds to wait")] = 3600.0,
     interval: Annotated[float, typer.Option(help="seconds between polls")] = 2.0,
@@ -306,9 +306,9 @@ def models_register(
 ) -> None:
     """Register a model (checkpoint + training set) as version 1.
 
-    A `.pt` checkpoint or a dataset by reference runs a registration job; the command waits
-    for it (unless --no-wait) with its phase and percentage on stderr, prints the model
-    (stdout) and where to download version 1; exit 1 if the model was rejected."""
+    Every registration runs a job (checkpoint and data checked, version 1 measured); the
+    command waits for it (unless --no-wait) with its phase and percentage on stderr, prints
+    the model (stdout) and where to download version 1; exit 1 if the model was rejected."""
     manifest_bytes = manifest.read_bytes() if manifest else None
     if dataset and manifest_bytes is None:
         manifest_bytes = builtin_manifest(dataset, json.loads(dataset_params or "{}"))

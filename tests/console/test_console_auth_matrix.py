@@ -16,7 +16,7 @@ from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 
 from app.core.openapi import api_routes, scope_of
-from tests.support.requests import erasure_body, training_ids
+from tests.support.requests import submit, training_ids
 from tests.support.service import create_key
 
 PUBLIC = {
@@ -67,16 +67,8 @@ def test_every_console_route_needs_a_session_with_the_right_scope_and_token(
 ) -> None:
     app = api_client.app
     admin_key = create_key(seeded, ["admin"])
-    created = api_client.post(
-        "/v1/erasure-requests",
-        json=erasure_body(training_ids(seeded, limit=2)),
-        headers={"X-API-Key": admin_key},
-    ).json()
-    to_extend = api_client.post(
-        "/v1/erasure-requests",
-        json=erasure_body(training_ids(seeded, limit=4)[2:]),
-        headers={"X-API-Key": admin_key},
-    ).json()
+    created = submit(api_client, training_ids(seeded, limit=2), {"X-API-Key": admin_key})
+    to_extend = submit(api_client, training_ids(seeded, limit=4)[2:], {"X-API-Key": admin_key})
     victim = create_key(seeded, ["erasure:read"], name="victim")
     values = {
         "request_id": created["id"],

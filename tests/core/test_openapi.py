@@ -71,6 +71,11 @@ def test_request_bodies_have_schemas_and_examples(api_client: Any) -> None:
     register = doc["paths"]["/v1/models"]["post"]
     assert "multipart/form-data" in register["requestBody"]["content"]
     assert "413" in register["responses"]
+    # every registration is a job: 202 with the model `validating`, never 201
+    assert "202" in register["responses"] and "201" not in register["responses"]
+    accepted = register["responses"]["202"]
+    assert "validating" in accepted["description"] and "Location" in accepted["headers"]
+    assert accepted["content"]["application/json"]["schema"]["$ref"].endswith("/ModelRead")
     download = doc["paths"]["/v1/models/{name}/versions/{number}/checkpoint"]["get"]
     assert {"200", "206", "304", "416"} <= set(download["responses"])
     assert (

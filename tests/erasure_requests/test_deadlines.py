@@ -8,7 +8,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.requests import erasure_body, training_ids
+from tests.support.requests import submit, training_ids
 from tests.support.rows import backdate, update_request
 
 
@@ -53,11 +53,7 @@ def test_days_left_rounds_up_and_goes_negative() -> None:
 def test_extend_once_by_at_most_two_months_from_receipt(
     api_client: Any, seeded: Any, admin_headers: dict[str, str]
 ) -> None:
-    created = api_client.post(
-        "/v1/erasure-requests",
-        json=erasure_body(training_ids(seeded, limit=1)),
-        headers=admin_headers,
-    ).json()
+    created = submit(api_client, training_ids(seeded, limit=1), admin_headers)
     rid = created["id"]
     backdate(seeded, rid, at(2026, 11, 30))
     url = f"/v1/erasure-requests/{rid}"
@@ -94,11 +90,7 @@ def test_extend_once_by_at_most_two_months_from_receipt(
 def test_deny_with_a_ground_and_reason(
     api_client: Any, seeded: Any, admin_headers: dict[str, str]
 ) -> None:
-    rid = api_client.post(
-        "/v1/erasure-requests",
-        json=erasure_body(training_ids(seeded, limit=1)),
-        headers=admin_headers,
-    ).json()["id"]
+    rid = submit(api_client, training_ids(seeded, limit=1), admin_headers)["id"]
     url = f"/v1/erasure-requests/{rid}"
     bad = api_client.post(
         f"{url}/deny", json={"ground": "because", "reason": "x"}, headers=admin_headers
@@ -138,11 +130,7 @@ def test_running_requests_cannot_be_denied(
 ) -> None:
     from app.erasure_requests.models import RequestStatus
 
-    rid = api_client.post(
-        "/v1/erasure-requests",
-        json=erasure_body(training_ids(seeded, limit=1)),
-        headers=admin_headers,
-    ).json()["id"]
+    rid = submit(api_client, training_ids(seeded, limit=1), admin_headers)["id"]
     update_request(seeded, rid, status=RequestStatus.running)
     resp = api_client.post(
         f"/v1/erasure-requests/{rid}/deny",
@@ -165,12 +153,7 @@ def test_overdue_filter_and_gauge(
     api_client: Any, seeded: Any, admin_headers: dict[str, str]
 ) -> None:
     ids = training_ids(seeded, limit=3)
-    late, fresh, denied = (
-        api_client.post(
-            "/v1/erasure-requests", json=erasure_body([i]), headers=admin_headers
-        ).json()["id"]
-        for i in ids
-    )
+    late, fresh, denied = (submit(api_client, [i], admin_headers)["id"] for i in ids)
     long_ago = datetime.now(UTC) - timedelta(days=45)
     backdate(seeded, late, long_ago)
     backdate(seeded, denied, long_ago)

@@ -7,17 +7,13 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from tests.support.requests import erasure_body, training_ids
+from tests.support.requests import submit, training_ids
 
 
 def test_the_receipt_carries_the_checkpoint_that_covers_its_final_event(
     api_client: Any, seeded: Any, admin_headers: dict[str, str]
 ) -> None:
-    created = api_client.post(
-        "/v1/erasure-requests",
-        json=erasure_body(training_ids(seeded, limit=1)),
-        headers=admin_headers,
-    ).json()
+    created = submit(api_client, training_ids(seeded, limit=1), admin_headers)
     denied = api_client.post(
         f"/v1/erasure-requests/{created['id']}/deny",
         json={"ground": "legal_claims", "reason": "litigation hold"},

@@ -93,9 +93,7 @@ def test_denied_request_has_a_receipt_and_an_open_one_has_none(
     api_client: Any, seeded: Any, admin_headers: dict[str, str]
 ) -> None:
     client, headers = api_client, admin_headers
-    open_ = client.post(
-        "/v1/erasure-requests", json=erasure_body(training_ids(seeded, limit=1)), headers=headers
-    ).json()
+    open_ = submit(client, training_ids(seeded, limit=1), headers)
     early = client.get(f"/v1/erasure-requests/{open_['id']}/receipt", headers=headers)
     assert early.status_code == 409
     assert early.headers["content-type"].startswith("application/problem+json")

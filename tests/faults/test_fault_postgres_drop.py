@@ -21,7 +21,7 @@ from sqlalchemy import create_engine, func, select, text
 from sqlalchemy.engine import make_url
 
 from tests.faults.fault_checks import NO_GATE, ApiServer, assert_recovered, wait_final
-from tests.support.requests import erasure_body, recording_app, training_ids
+from tests.support.requests import erasure_body, recording_app, submit, training_ids
 from tests.support.service import create_key, make_settings
 from tests.support.services import POSTGRES_ADMIN_URL, wait_until
 
@@ -174,9 +174,7 @@ def test_connection_dropped_at_commit_answers_503_and_changes_nothing(
             assert resp.status_code == 503, (method, path, resp.status_code, resp.text)
             assert resp.headers["content-type"].startswith("application/problem+json")
 
-        accepted = client.post(
-            "/v1/erasure-requests", json=erasure_body(sample_ids[:3]), headers=headers
-        ).json()["id"]
+        accepted = submit(client, sample_ids[:3], headers)["id"]
         url = f"/v1/erasure-requests/{accepted}"
         # The scheduler makes its job just after; only then is the next commit the request's.
         wait_until(lambda: recorder.sent, timeout=10, what="the job to be made")

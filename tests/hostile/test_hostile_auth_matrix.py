@@ -19,7 +19,7 @@ from fastapi.testclient import TestClient
 
 from app.core.openapi import scope_of
 from tests.auth.test_auth_matrix import BODIES, PUBLIC, _fill, _operations
-from tests.support.requests import dispatched_job, erasure_body, recording_app, training_ids
+from tests.support.requests import dispatched_job, erasure_body, recording_app, submit, training_ids
 from tests.support.service import create_key
 
 HOOK = {"url": "http://127.0.0.1:9/hook", "events": ["version.published"]}
@@ -39,9 +39,7 @@ def test_the_right_scope_on_the_right_model_gets_through_on_every_route(
     client: Any, seeded: Any
 ) -> None:
     admin = {"X-API-Key": create_key(seeded, ["admin"])}
-    created = client.post(
-        "/v1/erasure-requests", json=erasure_body(training_ids(seeded, limit=2)), headers=admin
-    ).json()
+    created = submit(client, training_ids(seeded, limit=2), admin)
     hook = client.post("/v1/models/digits-cnn/webhooks", json=HOOK, headers=admin)
     assert hook.status_code == 201, hook.text
     signed = client.get("/v1/audit/checkpoint", headers=admin).json()  # one to read back

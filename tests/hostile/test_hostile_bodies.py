@@ -32,7 +32,7 @@ from typing import Any
 import pytest
 from sqlalchemy import func, select
 
-from tests.support.requests import dispatched_job, erasure_body, training_ids
+from tests.support.requests import dispatched_job, erasure_body, submit, training_ids
 
 TABLES = ("erasure_requests", "erasure_request_samples")
 AUDIT = ("audit_events", "audit_pending")  # an event is in one or the other
@@ -233,11 +233,7 @@ def test_nul_in_free_text_is_422_not_500_on_postgresql(
 ) -> None:
     """PostgreSQL cannot store or compare text with NUL; such values reach it only where no
     id validation applies (SQLite stores them, so this is PostgreSQL's case)."""
-    created = api_client.post(
-        "/v1/erasure-requests",
-        json=erasure_body(training_ids(seeded, limit=1)),
-        headers=admin_headers,
-    ).json()
+    created = submit(api_client, training_ids(seeded, limit=1), admin_headers)
     dispatched_job(api_client)  # its job (and the job's audit event) is made: nothing pending
     before = _counts(seeded)
     for method, path, body in [

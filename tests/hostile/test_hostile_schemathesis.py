@@ -24,8 +24,9 @@ Checks, all on every case:
 - `ignored_auth`: an operation that answered 2xx refuses the same call without the key;
 - `unsupported_method`: a method the path does not document gets 405.
 Left out: `max_response_time` (timings belong in BENCHMARKS.md, not in a CI assertion),
-`response_headers_conformance` and `missing_required_header` (no response headers or
-required header parameters are documented, so they check nothing), and the stateful
+`response_headers_conformance` and `missing_required_header` (the one documented response
+header is the registration's `Location`, checked in tests/core/test_openapi.py and the
+registration tests; no header parameter is required), and the stateful
 checks (`use_after_free`, `ensure_resource_availability`), which need link-driven
 stateful runs.
 

@@ -172,13 +172,13 @@ def test_cancel_subjects_and_errors(api_client: Any, seeded: Any, cli: Any) -> N
 
 
 def test_models_register_with_a_builtin_dataset(
-    api_client: Any, seeded: Any, cli: Any, demo_artifacts: Any, tmp_path: Path
+    embedded_client: Any, seeded: Any, cli: Any, demo_artifacts: Any, tmp_path: Path
 ) -> None:
     checkpoint = tmp_path / "w.safetensors"
     checkpoint.write_bytes(demo_artifacts.checkpoint)
     key = create_key(seeded, ["models:write", "models:read"])
     out = cli(
-        api_client,
+        embedded_client,
         seeded.settings,
         "models",
         "register",
@@ -193,11 +193,20 @@ def test_models_register_with_a_builtin_dataset(
         "--dataset-params",
         '{"seed": 0}',
         "--no-auto-promote",
+        "--interval",
+        "0.2",
         key=key,
     )
-    model = json.loads(out.stdout)
+    model = json.loads(out.stdout)  # printed once the registration job is done
     assert model["name"] == "digits-again" and model["auto_promote"] is False
+    assert model["status"] == "ready" and model["latest_version"] == 1
     assert model["training_samples"] == len(training_ids(seeded))
+    assert "registering digits-again" in out.stderr and "100%" in out.stderr
+    assert "digits-again version 1 is ready" in out.stderr
+    v1 = embedded_client.get(
+        "/v1/models/digits-again/versions/1", headers={"X-API-Key": key}
+    ).json()
+    assert v1["metrics"]["TA"] > 80  # measured by the job: the demo checkpoint is trained
 
 
 def test_client_retries_with_the_same_idempotency_key() -> None:

@@ -17,8 +17,8 @@ from tests.registry.test_registration_job import (  # noqa: F401
     my_resnet,
     roots_client,
     state_dict_bytes,
-    wait_for_model,
 )
+from tests.support.registration import wait_for_model
 from tests.support.service import create_key
 
 torch = pytest.importorskip("torch")

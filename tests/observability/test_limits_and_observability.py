@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from fastapi.testclient import TestClient
 
-from tests.support.requests import dispatched_job, erasure_body, training_ids
+from tests.support.requests import dispatched_job, erasure_body, submit, training_ids
 
 
 @pytest.fixture
@@ -161,11 +161,7 @@ def test_job_durations_after_a_real_job(
 ) -> None:
     from tests.support.requests import wait_for_status
 
-    rid = embedded_client.post(
-        "/v1/erasure-requests",
-        json=erasure_body(training_ids(seeded, limit=2)),
-        headers=admin_headers,
-    ).json()["id"]
+    rid = submit(embedded_client, training_ids(seeded, limit=2), admin_headers)["id"]
     wait_for_status(embedded_client, rid, admin_headers)
     text = embedded_client.get("/metrics").text
     assert 'lethe_job_duration_seconds_count{status="succeeded"} 1.0' in text

@@ -1,7 +1,9 @@
 """Model registration by upload: checkpoint checked by its safetensors header against the
 architecture (never unpickled), npz training sets with hashed subjects, a built-in dataset
-with its manifest, aliases and their history, auto-promote policy; and a job on an
-uploaded training set run end to end by the embedded worker."""
+with its manifest, aliases and their history, auto-promote policy. Every registration is a
+job: 202 `validating`, then a worker measures version 1 (real metrics, not `{}`) and the
+model is `ready`; an erasure on an uploaded training set runs end to end by the embedded
+worker."""
 
 from __future__ import annotations
 
@@ -11,8 +13,9 @@ from typing import Any
 
 import numpy as np
 import pytest
-from sqlalchemy import text
+from sqlalchemy import select, text
 
+from tests.support.registration import register_ready, until_ready
 from tests.support.requests import erasure_body, wait_for_status
 from tests.support.service import create_key
 
@@ -65,13 +68,41 @@ def test_register_from_npz_with_hashed_subjects(
         subject_identity_type="email",
         auto_promote="false",
     )
-    assert resp.status_code == 201, resp.text
+    assert resp.status_code == 202, resp.text
     model = resp.json()
     assert resp.headers["location"] == "/v1/models/uploaded"
+    assert model["status"] == "validating" and model["latest_version"] == 0
     assert model["dataset_id"] == "npz" and model["auto_promote"] is False
     assert model["training_samples"] == len(np.load(io.BytesIO(upload_npz))["ids"])
-    assert model["num_classes"] == 10 and model["latest_version"] == 1
+    assert model["num_classes"] == 10
     assert model["subject_identity_types"] == ["email"]  # what requests must name
+    registration_job = model["registration"]["job_id"]
+    # a subject's erasure request while the model validates is accepted and waits
+    body = erasure_body([], model="uploaded")
+    del body["sample_ids"]
+    body["subject_identities"] = [
+        {"identity_type": "email", "identity_value": "person3@example.org"}
+    ]
+    eraser = {"X-API-Key": create_key(seeded, ["erasure:write", "erasure:read"])}
+    early = api_client.post("/v1/erasure-requests", json=body, headers=eraser)
+    assert early.status_code == 202, early.text
+    assert early.json()["sample_count"] == 5
+    assert api_client.dispatched == [registration_job]  # no erasure job before `ready`
+    assert until_ready(api_client, "uploaded", headers, seeded)["latest_version"] == 1
+    got = api_client.get(f"/v1/erasure-requests/{early.json()['id']}", headers=eraser).json()
+    assert got["status"] == "queued"
+    from app.core.db import session_scope
+    from app.jobs.models import UNLEARN, Job
+    from app.registry.models import Model
+
+    with session_scope(seeded.session_factory, None) as s:
+        kinds = s.execute(
+            select(Job.kind, Job.status).join(Model).where(Model.name == "uploaded")
+        ).all()
+    assert sorted((k, str(v.value)) for k, v in kinds) == [
+        ("register", "succeeded"),
+        (UNLEARN, "queued"),  # the publish made the waiting request's job
+    ]
     v1 = api_client.get("/v1/models/uploaded/versions/1", headers=headers).json()
     import hashlib
 
@@ -82,9 +113,6 @@ def test_register_from_npz_with_hashed_subjects(
         ).hexdigest()
     )
     # raw subjects are stored nowhere: not in the database, not in the stored npz
-    from app.core.db import session_scope
-    from app.registry.models import Model
-
     with session_scope(seeded.session_factory, None) as s:
         for table in ("training_samples", "models", "audit_events", "audit_pending"):
             dump = " ".join(str(r) for r in s.execute(text(f"SELECT * FROM {table}")))
@@ -104,11 +132,30 @@ def test_register_from_npz_with_hashed_subjects(
     assert first is None or first.subject_ref is not None
 
 
+def _measured_like_the_demo(v1: dict[str, Any], demo_artifacts: Any) -> None:
+    """Version 1's metrics were measured by the registration job on the registered data:
+    the demo checkpoint on the demo's splits scores what the demo measured when trained."""
+    from lethe.demo import DEMO_DATASET, DEMO_PARAMS
+    from workers.pipeline import load_dataset
+
+    ds = load_dataset(DEMO_DATASET, DEMO_PARAMS)
+    metrics = v1["metrics"]
+    assert metrics["scope"] == "registered" and v1["method"] == "registered"
+    assert (metrics["train_count"], metrics["val_count"], metrics["test_count"]) == (
+        len(ds.train),
+        len(ds.val),
+        len(ds.test),
+    )
+    for name in ("RA", "TA", "VA"):
+        assert metrics[name] == pytest.approx(demo_artifacts.metrics[name], abs=0.5), name
+    assert metrics["TA"] > 80  # a trained classifier, not a random one
+
+
 def test_uploaded_training_set_is_used_by_the_worker(
     embedded_client: Any, seeded: Any, demo_artifacts: Any, upload_npz: bytes
 ) -> None:
     admin = {"X-API-Key": create_key(seeded, ["admin"])}
-    resp = _register(
+    model = register_ready(
         embedded_client,
         admin,
         {
@@ -116,9 +163,12 @@ def test_uploaded_training_set_is_used_by_the_worker(
             "training_set": ("t.npz", upload_npz),
         },
         name="uploaded-e2e",
+        architecture="digits-cnn",
         subject_identity_type="email",
     )
-    assert resp.status_code == 201, resp.text
+    assert model["latest_version"] == 1 and model["registration"]["phase"] == "ready"
+    v1 = embedded_client.get("/v1/models/uploaded-e2e/versions/1", headers=admin).json()
+    _measured_like_the_demo(v1, demo_artifacts)
     body = erasure_body([], model="uploaded-e2e")
     del body["sample_ids"]
     body["subject_identities"] = [
@@ -143,7 +193,9 @@ def test_uploaded_training_set_is_used_by_the_worker(
     )
 
 
-def test_builtin_dataset_with_manifest(api_client: Any, seeded: Any, demo_artifacts: Any) -> None:
+def test_builtin_dataset_with_manifest(
+    embedded_client: Any, seeded: Any, demo_artifacts: Any
+) -> None:
     from lethe.demo import DEMO_DATASET, DEMO_PARAMS
     from workers.pipeline import load_dataset
 
@@ -152,20 +204,59 @@ def test_builtin_dataset_with_manifest(api_client: Any, seeded: Any, demo_artifa
     np.savez(out, ids=np.array(list(ds.train.ids)), y=ds.train.y.numpy())
     admin = {"X-API-Key": create_key(seeded, ["admin"])}
     files = {"checkpoint": ("w.safetensors", demo_artifacts.checkpoint)}
-    missing = _register(api_client, admin, files, name="builtin", dataset=DEMO_DATASET)
+    missing = _register(embedded_client, admin, files, name="builtin", dataset=DEMO_DATASET)
     assert missing.status_code == 422 and missing.json()["errors"][0]["pointer"] == "/manifest"
-    resp = _register(
-        api_client,
+    for params, needle in (("[1]", "JSON object"), ('{"blob": "ab"}', "blob")):
+        bad = _register(
+            embedded_client,
+            admin,
+            {**files, "manifest": ("m.npz", out.getvalue())},
+            name="builtin",
+            dataset=DEMO_DATASET,
+            dataset_params=params,
+        )
+        assert bad.status_code == 422 and needle in bad.json()["detail"], bad.text
+        assert bad.json()["errors"][0]["pointer"] == "/dataset_params"
+    model = register_ready(
+        embedded_client,
         admin,
         {**files, "manifest": ("m.npz", out.getvalue())},
         name="builtin",
+        architecture="digits-cnn",
         dataset=DEMO_DATASET,
         dataset_params=json.dumps(DEMO_PARAMS),
     )
-    assert resp.status_code == 201, resp.text
-    assert resp.json()["dataset_id"] == DEMO_DATASET
-    assert resp.json()["training_samples"] == len(ds.train)
-    assert resp.json()["subject_identity_types"] == []  # its manifest names no subjects
+    assert model["dataset_id"] == DEMO_DATASET
+    assert model["training_samples"] == len(ds.train)
+    assert model["subject_identity_types"] == []  # its manifest names no subjects
+    v1 = embedded_client.get("/v1/models/builtin/versions/1", headers=admin).json()
+    _measured_like_the_demo(v1, demo_artifacts)
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_builtin_dataset_that_cannot_be_opened_rejects_the_model(
+    api_client: Any, seeded: Any, demo_artifacts: Any
+) -> None:
+    from lethe.demo import DEMO_DATASET
+
+    admin = {"X-API-Key": create_key(seeded, ["admin"])}
+    out = io.BytesIO()
+    np.savez(out, ids=np.array(["a", "b"]), y=np.array([0, 1]))
+    resp = _register(
+        api_client,
+        admin,
+        {"checkpoint": ("w", demo_artifacts.checkpoint), "manifest": ("m.npz", out.getvalue())},
+        name="no-such-data",
+        dataset="no-such-dataset",
+        num_classes=10,
+    )
+    assert resp.status_code == 202, resp.text
+    from tests.support.registration import run_jobs
+
+    assert run_jobs(seeded, "no-such-data") == ["rejected"]
+    model = api_client.get("/v1/models/no-such-data", headers=admin).json()
+    assert model["status"] == "rejected" and model["latest_version"] == 0
+    assert "no-such-dataset" in model["status_reason"] and DEMO_DATASET in model["status_reason"]
 
 
 def test_checkpoints_are_checked_and_never_unpickled(
@@ -234,7 +325,7 @@ def test_checkpoints_are_checked_and_never_unpickled(
         name="p12",
         num_classes=12,
     )
-    assert resp.status_code == 201, resp.text
+    assert resp.status_code == 202, resp.text
 
     unknown = _register(
         api_client,
@@ -360,7 +451,7 @@ def test_registration_needs_models_write_for_that_model(
     assert _register(api_client, reader, files, name="m1").status_code == 403
     limited = {"X-API-Key": create_key(seeded, ["models:write"], models=["m2"])}
     assert _register(api_client, limited, files, name="m1").status_code == 403
-    assert _register(api_client, limited, files, name="m2").status_code == 201
+    assert _register(api_client, limited, files, name="m2").status_code == 202
 
 
 def test_aliases_put_get_history(

@@ -13,6 +13,7 @@ import pytest
 
 from tests.models_store.conftest import s3_bucket, s3_client, s3_endpoint  # noqa: F401
 from tests.models_store.store_harness import CREDENTIALS, REGION
+from tests.support.registration import until_ready
 from tests.support.requests import erasure_body, wait_for_status
 from tests.support.service import create_key
 
@@ -92,8 +93,17 @@ def _round_trip(client: Any, rt: Any) -> None:
         },
         headers=admin,
     )
-    assert resp.status_code == 201, resp.text
-    assert resp.json()["num_classes"] == 10
+    assert resp.status_code == 202, resp.text
+    assert resp.json()["num_classes"] == 10 and resp.json()["status"] == "validating"
+    until_ready(embedded_client, "my-resnet", admin, timeout=300)
+    v1 = embedded_client.get("/v1/models/my-resnet/versions/1", headers=admin).json()
+    metrics = v1["metrics"]  # measured by the registration job (a random-init network)
+    import unlearning as ul
+
+    counts = (metrics["train_count"], metrics["val_count"], metrics["test_count"])
+    assert counts == (40, ul.MIN_VAL, 12)  # the splits of _shapes_npz
+    for name in ("RA", "TA", "VA"):
+        assert 0 <= metrics[name] <= 100, (name, metrics)
     body = erasure_body([], model="my-resnet")
     del body["sample_ids"]
     body["subject_identities"] = [

@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 
+from tests.support.registration import run_jobs, wait_for_model
 from tests.support.requests import erasure_body, wait_for_status
 from tests.support.service import create_key
 
@@ -74,19 +75,6 @@ def register(
         files={"checkpoint": ("model.bin", checkpoint), "manifest": ("manifest.csv", manifest)},
         headers=headers,
     )
-
-
-def wait_for_model(
-    client: Any, name: str, headers: dict[str, str], timeout: float = 240
-) -> dict[str, Any]:
-    deadline = time.monotonic() + timeout
-    body: dict[str, Any] = {}
-    while time.monotonic() < deadline:
-        body = client.get(f"/v1/models/{name}", headers=headers).json()
-        if body["status"] != "validating":
-            return body
-        time.sleep(0.25)
-    raise AssertionError(f"model {name} still validating after {timeout}s: {body}")
 
 
 @pytest.fixture
@@ -183,29 +171,6 @@ def roots_api(seeded: Any, datasets: Path) -> Iterator[Any]:
     with TestClient(app) as client:
         client.dispatched = recorder.sent
         yield client
-
-
-def run_jobs(rt: Any, model: str) -> list[str]:
-    """Run the model's queued jobs, oldest first, as a worker would; what each did."""
-    from sqlalchemy import select
-
-    from app.core.db import session_scope
-    from app.jobs.models import Job, JobStatus
-    from app.registry.models import Model
-    from workers.jobs import run
-
-    done = []
-    while True:
-        with session_scope(rt.session_factory, None) as s:
-            job_id = s.scalar(
-                select(Job.id)
-                .join(Model, Model.id == Job.model_id)
-                .where(Model.name == model, Job.status == JobStatus.queued)
-                .order_by(Job.created_at)
-            )
-        if job_id is None:
-            return done
-        done.append(run(job_id, rt))
 
 
 def subject_request(client: Any, headers: dict[str, str], model: str) -> Any:

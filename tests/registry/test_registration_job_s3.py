@@ -21,8 +21,8 @@ from tests.registry.test_registration_job import (
     my_resnet,
     register,
     state_dict_bytes,
-    wait_for_model,
 )
+from tests.support.registration import wait_for_model
 from tests.support.service import create_key
 
 torch = pytest.importorskip("torch")
@@ -71,7 +71,14 @@ def test_register_an_s3_image_folder_through_celery_and_postgres(
         ready = wait_for_model(client, "s3-resnet", admin, timeout=300)
         assert ready["status"] == "ready", ready
         v1 = client.get("/v1/models/s3-resnet/versions/1", headers=admin).json()
-        assert 0 <= v1["metrics"]["TA"] <= 100
+        metrics = v1["metrics"]  # measured by the Celery worker's registration job
+        assert (metrics["train_count"], metrics["val_count"], metrics["test_count"]) == (
+            N_TRAIN,
+            N_VAL,
+            N_TEST,
+        )
+        for name in ("RA", "TA", "VA"):
+            assert 0 <= metrics[name] <= 100, (name, metrics)
         v2 = erase_subject_and_download(client, admin, "s3-resnet")
     torchvision.models.resnet18(num_classes=10).load_state_dict(load(v2), strict=True)
     keys = {o["Key"] for o in s3.list_objects_v2(Bucket=bucket, Prefix="models/")["Contents"]}
