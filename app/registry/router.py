@@ -201,6 +201,8 @@ def register_model(
             "logits layer (an nn.Linear with `num_classes` outputs), e.g. `classifier.3`; "
             "found automatically when omitted. Registers as a job (202)",
             examples=["classifier.3"],
+            pattern=registration.HEAD_MODULE_PATTERN,
+            max_length=256,
         ),
     ] = None,
     num_classes: Annotated[int | None, Form(ge=2, le=1_000_000)] = None,

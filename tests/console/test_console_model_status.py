@@ -50,7 +50,7 @@ def test_models_list_and_model_page_show_status_phase_percent_and_reason(
 ) -> None:
     from app.core.db import session_scope
     from app.jobs import attempt, registration
-    from tests.registry.test_registration_job import run_jobs
+    from tests.support.registration import run_jobs
 
     admin = create_key(seeded, ["admin"])
     torch.manual_seed(0)

@@ -12,7 +12,8 @@ from typing import Any
 
 import pytest
 
-from tests.registry.test_registration_job import my_resnet, register, run_jobs, state_dict_bytes
+from tests.registry.test_registration_job import my_resnet, register, state_dict_bytes
+from tests.support.registration import run_jobs
 from tests.support.service import create_key
 
 torch = pytest.importorskip("torch")
