@@ -218,13 +218,15 @@ class LetheClient:
         location: str | None = None,
         layout: str | None = None,
         preprocess: str | None = None,
+        head_module: str | None = None,
     ) -> dict[str, Any]:
         """Register a model: the API checks what it can (an `ApiError` with the problem
         if not) and answers the model `validating` while its registration job checks the
         checkpoint and the data and measures version 1; `wait_for_model` returns it once
         `ready` (or `rejected`, with `status_reason`). The training set is an npz
         (`training_set`), a built-in `dataset` with its npz `manifest`, or a dataset by
-        reference (`manifest` CSV / JSON Lines + `location` + `layout` + `preprocess`)."""
+        reference (`manifest` CSV / JSON Lines + `location` + `layout` + `preprocess`).
+        `head_module` names the logits layer of a `torchvision:` model (`classifier.3`)."""
         data: dict[str, str] = {
             "name": name,
             "architecture": architecture,
@@ -238,6 +240,7 @@ class LetheClient:
             "location": location,
             "layout": layout,
             "preprocess": preprocess,
+            "head_module": head_module,
         }
         data.update({k: v for k, v in optional.items() if v})
         with open(checkpoint, "rb") as ck:

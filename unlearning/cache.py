@@ -33,11 +33,11 @@ import json
 import os
 import struct
 import tempfile
-from collections.abc import Collection, Sequence
+from collections.abc import Collection, Iterable, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol
+from typing import TYPE_CHECKING, Protocol
 
 import numpy as np
 import torch
@@ -47,6 +47,9 @@ from torch import nn
 from .architectures import SplitModel
 from .loop import predict
 from .types import Split
+
+if TYPE_CHECKING:
+    from .sources import RowProblems
 
 __all__ = ["FeatureCache", "FeatureRemote", "backbone_digest", "drop_rows", "embed"]
 
@@ -184,16 +187,26 @@ class FeatureCache:
         cut: int = 1,
         device: torch.device | str = "cpu",
         progress: _Progress | None = None,
+        problems: RowProblems | None = None,
     ) -> list[torch.Tensor]:
         """Activations at ``cut`` for each split (in split order), on ``device``.
 
         ``progress(fraction)`` is called while missing activations are computed.
+
+        With ``problems`` (a registration's one pass over its data), every source-backed
+        row is read and decoded exactly once: a row whose file is missing or undecodable
+        is collected there instead of stopping the pass, rows whose activations were
+        already cached are decoded once too (so every row is checked), and if any row
+        had a problem ``UnreadableRows`` is raised and nothing computed is kept (no table
+        written here or uploaded to the remote).
         """
         dev = torch.device(device)
         lower, _ = model.split(cut)
         key = backbone_digest(lower, cut, self.namespace)
         table = self._load(key)
-        plans: list[tuple[Split, np.ndarray, np.ndarray]] = []
+        plans: list[tuple[Split, np.ndarray, np.ndarray, np.ndarray]] = []
+        probes: list[np.ndarray] = []
+        seen: set[str] = set()  # a split given twice (test = val) is read once
         todo = 0
         for split in splits:
             sums = _checksums(split) if len(split) else np.zeros((0, 2))
@@ -205,23 +218,55 @@ class FeatureCache:
                 stored = _gather(table.checksums, rows[known])
                 ok = np.isclose(stored, sums[known], rtol=1e-7, atol=1e-6).all(axis=1)
                 rows[np.flatnonzero(known)[~ok]] = -1
-            plans.append((split, rows, sums))
-            todo += int((rows < 0).sum())
+            need = np.array(
+                [i for i in np.flatnonzero(rows < 0) if split.ids[i] not in seen], dtype=np.int64
+            )
+            seen.update(split.ids[i] for i in need)
+            probe = np.zeros(0, dtype=np.int64)
+            if problems is not None and split.source is not None:
+                # rows already cached are decoded once too, so that every row is checked
+                probe = np.array(
+                    [i for i in np.flatnonzero(rows >= 0) if split.ids[i] not in seen],
+                    dtype=np.int64,
+                )
+                seen.update(split.ids[i] for i in probe)
+            plans.append((split, rows, sums, need))
+            probes.append(probe)
+            todo += len(need) + len(probe)
         done = 0
-        dirty = False
-        for split, rows, sums in plans:
-            need = np.flatnonzero(rows < 0)
+        fresh_parts: list[tuple[list[str], np.ndarray, np.ndarray]] = []
+        for (split, _, sums, need), probe in zip(plans, probes, strict=True):
             if len(need):
-                fresh = self._compute(lower, split, need, dev, done, todo, progress)
+                fresh = self._compute(lower, split, need, dev, done, todo, progress, problems)
                 done += len(need)
-                self.computed += len(need)
-                table = self._append(key, table, [split.ids[i] for i in need], fresh, sums[need])
-                rows[need] = [table.index[split.ids[i]] for i in need]
-                dirty = True
-        if dirty and table is not None:
+                fresh_parts.append(([split.ids[i] for i in need], fresh, sums[need]))
+            if len(probe):
+                assert split.rows is not None and problems is not None
+                from .sources import find_problems
+
+                find_problems(
+                    split.source,  # type: ignore[arg-type]
+                    rows=split.rows[torch.from_numpy(probe)],
+                    workers=self.workers,
+                    into=problems,
+                    progress=_scaled(progress, done, len(probe), todo),
+                )
+                done += len(probe)
+        if problems is not None and problems.count:
+            from .sources import UnreadableRows
+
+            raise UnreadableRows(problems)  # nothing appended, written or uploaded
+        for ids, fresh, fresh_sums in fresh_parts:
+            self.computed += len(ids)
+            table = self._append(key, table, ids, fresh, fresh_sums)
+        if table is not None:
+            for split, rows, _, _ in plans:
+                missing = np.flatnonzero(rows < 0)
+                rows[missing] = [table.index[split.ids[i]] for i in missing]
+        if fresh_parts and table is not None:
             self._save(key, table)
         out = []
-        for split, rows, _ in plans:
+        for split, rows, _, _ in plans:
             if len(split) == 0:
                 out.append(_empty_like(lower, split, table, dev))
                 continue
@@ -239,6 +284,7 @@ class FeatureCache:
         done: int,
         todo: int,
         progress: _Progress | None,
+        problems: RowProblems | None = None,
     ) -> np.ndarray:
         if split.source is None:
             idx = torch.from_numpy(need)
@@ -247,10 +293,20 @@ class FeatureCache:
                 .to("cpu", torch.float32)
                 .numpy()
             )
-        from .sources import loader
+        from .sources import checked_loader, loader
 
         assert split.rows is not None
         rows = split.rows[torch.from_numpy(need)]
+        if problems is not None:
+            checked = checked_loader(
+                split.source,  # type: ignore[arg-type]
+                rows,
+                batch_size=self.batch_size,
+                workers=self.workers,
+                device=device,
+            )
+            ids = [split.ids[i] for i in need]
+            return _stream_checked(lower, checked, device, ids, problems, done, todo, progress)
         batches = loader(
             split.source,  # type: ignore[arg-type]
             rows,
@@ -316,6 +372,18 @@ class _Progress(Protocol):
     def __call__(self, fraction: float, /) -> None: ...
 
 
+def _scaled(progress: _Progress | None, done: int, part: int, todo: int) -> _Progress | None:
+    """``progress`` for a part of ``part`` rows after ``done`` of ``todo``."""
+    if progress is None or not todo:
+        return None
+    outer = progress
+
+    def inner(fraction: float, /) -> None:
+        outer((done + fraction * part) / todo)
+
+    return inner
+
+
 def _gather(features: np.ndarray, rows: np.ndarray) -> np.ndarray:
     """``features[rows]`` reading the rows in file order (one pass over the pages needed)."""
     order = np.argsort(rows, kind="stable")
@@ -366,6 +434,47 @@ def stream_features(
         lower.train(was)
     if out is None:
         return np.zeros((0,), dtype=np.float32)
+    return out
+
+
+@torch.no_grad()
+def _stream_checked(
+    lower: nn.Module,
+    batches: Iterable[tuple[torch.Tensor | None, torch.Tensor, list[str]]],
+    device: torch.device,
+    ids: Sequence[str],
+    problems: RowProblems,
+    done: int,
+    todo: int,
+    progress: _Progress | None,
+) -> np.ndarray:
+    """``stream_features`` over a ``checked_loader``: the rows that could not be read are
+    added to ``problems`` (by sample id) and left as zeros in the result."""
+    was = lower.training
+    lower.eval()
+    out: np.ndarray | None = None
+    at = 0
+    amp = torch.autocast("cuda", dtype=torch.bfloat16) if device.type == "cuda" else nullcontext()
+    try:
+        for x, ok, reasons in batches:
+            for k, why in enumerate(reasons):
+                if why:
+                    problems.add(ids[at + k], why)
+            problems.checked += len(reasons)
+            if x is not None:
+                with amp:
+                    z = lower(x.to(device, non_blocking=True))
+                z_np = z.float().cpu().numpy()
+                if out is None:
+                    out = np.zeros((len(ids), *z_np.shape[1:]), dtype=np.float32)
+                out[at + np.flatnonzero(ok.numpy())] = z_np
+            at += len(reasons)
+            if progress is not None and todo:
+                progress((done + at) / todo)
+    finally:
+        lower.train(was)
+    if out is None:
+        return np.zeros((len(ids), 0), dtype=np.float32)
     return out
 
 

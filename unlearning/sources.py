@@ -26,9 +26,10 @@ from __future__ import annotations
 import hashlib
 import io
 import os
+import re
 import tarfile
 from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal, Protocol
 
@@ -45,8 +46,11 @@ __all__ = [
     "ImageSource",
     "LocalLocation",
     "Location",
+    "RowProblems",
     "Rows",
     "SampleProblem",
+    "UnreadableRows",
+    "checked_loader",
     "find_problems",
     "loader",
     "reference_dataset",
@@ -151,6 +155,45 @@ class SampleProblem:
     reason: str
 
 
+@dataclass
+class RowProblems:
+    """Rows whose file could not be read or decoded, collected while a pass reads them: the
+    first ``limit`` by sample id, and how many in all (``checked`` rows were looked at)."""
+
+    limit: int = 100
+    listed: list[SampleProblem] = field(default_factory=list)
+    count: int = 0
+    checked: int = 0
+    reasons: dict[str, int] = field(default_factory=dict)
+    """How many rows had each distinct reason (object addresses left out; at most 20
+    distinct, the rest under "other")."""
+
+    def add(self, sample_id: str, reason: str) -> None:
+        self.count += 1
+        if len(self.listed) < self.limit:
+            self.listed.append(SampleProblem(sample_id, reason))
+        general = _ADDRESS.sub("", reason)
+        if general not in self.reasons and len(self.reasons) >= 20:
+            general = "other"
+        self.reasons[general] = self.reasons.get(general, 0) + 1
+
+
+_ADDRESS = re.compile(r" at 0x[0-9a-fA-F]+")
+
+
+class UnreadableRows(ValueError):
+    """A pass that checks its rows (``FeatureCache.features(..., problems=)``) found some it
+    could not read or decode; nothing of that pass was kept."""
+
+    def __init__(self, problems: RowProblems) -> None:
+        self.problems = problems
+        listed = "; ".join(f"{p.sample_id}: {p.reason}" for p in problems.listed)
+        super().__init__(
+            f"{problems.count} of {problems.checked} rows have no readable file "
+            f"(first {len(problems.listed)}): {listed}"
+        )
+
+
 class ImageSource(TorchDataset[torch.Tensor]):
     """Row ``i`` -> the preprocessed image of ``ids[i]`` (a ``SampleSource`` for ``Split``)."""
 
@@ -173,6 +216,18 @@ class ImageSource(TorchDataset[torch.Tensor]):
         self._transform = preprocess.transform()
         recipe = repr(sorted(preprocess.to_dict().items()))
         self._salt = hashlib.sha256(recipe.encode()).hexdigest()
+        self._peeked: dict[int, torch.Tensor] = {}
+        self.shape: tuple[int, ...] | None = None
+        """Every row's input shape, once ``peek`` has decoded one."""
+
+    def peek(self, row: int) -> torch.Tensor:
+        """Row ``row``'s input, kept so that the next ``self[row]`` (in this process or a
+        DataLoader worker it starts) does not read the file again: how the dataset learns
+        its input shape without a second read of that file."""
+        if row not in self._peeked:
+            self._peeked[row] = self._decode(row)
+            self.shape = tuple(int(d) for d in self._peeked[row].shape)
+        return self._peeked[row]
 
     def __len__(self) -> int:
         return len(self.entries)
@@ -184,6 +239,12 @@ class ImageSource(TorchDataset[torch.Tensor]):
         return self.location.read(entry.path, entry.start, entry.length)
 
     def __getitem__(self, row: int) -> torch.Tensor:
+        peeked = self._peeked.pop(row, None)
+        if peeked is not None:
+            return peeked
+        return self._decode(row)
+
+    def _decode(self, row: int) -> torch.Tensor:
         from PIL import Image
 
         with Image.open(io.BytesIO(self._bytes(row))) as image:
@@ -220,16 +281,17 @@ class ImageSource(TorchDataset[torch.Tensor]):
 
 
 def loader(
-    dataset: TorchDataset[torch.Tensor],
+    dataset: TorchDataset[Any],
     rows: torch.Tensor | None = None,
     *,
     batch_size: int = 256,
     workers: int = 0,
     device: torch.device | None = None,
-) -> DataLoader[torch.Tensor]:
+    collate_fn: Callable[[list[Any]], Any] | None = None,
+) -> DataLoader[Any]:
     """Batches of ``dataset`` (optionally only ``rows``, in order): worker processes for
     decoding, pinned memory when the batches go to CUDA."""
-    data: TorchDataset[torch.Tensor] = (
+    data: TorchDataset[Any] = (
         dataset if rows is None else Subset(dataset, [int(r) for r in rows.tolist()])
     )
     cuda = device is not None and device.type == "cuda"
@@ -241,6 +303,75 @@ def loader(
         pin_memory=cuda,
         persistent_workers=False,
         prefetch_factor=4 if workers else None,
+        collate_fn=collate_fn,
+    )
+
+
+class _Checked(TorchDataset[tuple[torch.Tensor | None, str]]):
+    """Row -> (input, "") or (None, why it cannot become an input)."""
+
+    def __init__(self, source: ImageSource) -> None:
+        self.source = source
+
+    def __len__(self) -> int:
+        return len(self.source)
+
+    def __getitem__(self, row: int) -> tuple[torch.Tensor | None, str]:
+        try:
+            x = self.source[row]
+        except Exception as exc:  # any reason a row cannot become an input is reported
+            return None, f"{type(exc).__name__}: {exc}"[:300]
+        want = self.source.shape
+        if want is not None and tuple(x.shape) != want:
+            return None, (
+                f"WrongShape: decodes to {tuple(x.shape)} where the dataset's first row gives "
+                f"{want} (declare resize and center_crop in preprocess)"
+            )
+        return x, ""
+
+
+def _collate_checked(
+    batch: list[tuple[torch.Tensor | None, str]],
+) -> tuple[torch.Tensor | None, torch.Tensor, list[str]]:
+    """(the readable inputs stacked, which rows of the batch they are, every row's reason);
+    a readable input of another shape than the batch's first is a problem too."""
+    shape: tuple[int, ...] | None = None
+    xs: list[torch.Tensor] = []
+    ok: list[bool] = []
+    reasons: list[str] = []
+    for x, why in batch:
+        if x is not None:
+            if shape is None:
+                shape = tuple(x.shape)
+            if tuple(x.shape) != shape:
+                why = (
+                    f"WrongShape: decodes to {tuple(x.shape)} where other rows give {shape} "
+                    "(declare resize and center_crop in preprocess)"
+                )
+            else:
+                xs.append(x)
+        ok.append(not why)
+        reasons.append(why)
+    return (torch.stack(xs) if xs else None), torch.tensor(ok, dtype=torch.bool), reasons
+
+
+def checked_loader(
+    source: ImageSource,
+    rows: torch.Tensor,
+    *,
+    batch_size: int = 256,
+    workers: int = 0,
+    device: torch.device | None = None,
+) -> DataLoader[tuple[torch.Tensor | None, torch.Tensor, list[str]]]:
+    """Like ``loader``, but a row whose file is missing or undecodable does not stop the
+    pass: each batch is ``(inputs of the readable rows, ok mask, reasons)``."""
+    return loader(
+        _Checked(source),
+        rows,
+        batch_size=batch_size,
+        workers=workers,
+        device=device,
+        collate_fn=_collate_checked,
     )
 
 
@@ -265,25 +396,31 @@ def find_problems(
     limit: int = 100,
     workers: int = 0,
     progress: Callable[[float], None] | None = None,
+    rows: torch.Tensor | None = None,
+    into: RowProblems | None = None,
 ) -> tuple[list[SampleProblem], int]:
-    """Read and decode every row once; the first ``limit`` problems by sample id, and how
-    many rows had one. ``progress(fraction)`` is called after each batch."""
-    problems: list[SampleProblem] = []
-    count = 0
+    """Read and decode every row (or only ``rows``) once, keeping nothing; the first
+    ``limit`` problems by sample id, and how many rows had one (added to ``into`` if
+    given). ``progress(fraction)`` is called after each batch."""
+    found = into if into is not None else RowProblems(limit)
+    picked = list(range(len(source))) if rows is None else [int(r) for r in rows.tolist()]
     data = DataLoader(
-        _Probe(source), batch_size=64, num_workers=workers, collate_fn=list, shuffle=False
+        Subset(_Probe(source), picked),
+        batch_size=64,
+        num_workers=workers,
+        collate_fn=list,
+        shuffle=False,
     )
-    row = 0
+    at = 0
     for batch in data:
         for reason in batch:
             if reason:
-                count += 1
-                if len(problems) < limit:
-                    problems.append(SampleProblem(source.ids[row], reason))
-            row += 1
+                found.add(source.ids[picked[at]], reason)
+            at += 1
+        found.checked += len(batch)
         if progress is not None:
-            progress(row / max(len(source), 1))
-    return problems, count
+            progress(at / max(len(picked), 1))
+    return found.listed, found.count
 
 
 def _folder_index(location: Location) -> dict[str, str]:
@@ -347,8 +484,9 @@ def reference_dataset(
     dataset_id: str = "reference",
 ) -> Dataset:
     """A ``Dataset`` whose splits read ``location`` on demand (nothing is read here but the
-    location's listing or shard headers). Rows without a file read as errors, which
-    ``find_problems`` lists."""
+    location's listing or shard headers, and the first row, for the input shape). Rows
+    without a file read as errors, which ``find_problems`` and a checked warm-up
+    (``FeatureCache.features(..., problems=)``) list."""
     if layout not in ("image-files", "image-folder", "webdataset"):
         raise ValueError(f"unknown layout {layout!r}")
     if layout == "image-files" and not all(rows.uris):
@@ -383,8 +521,8 @@ def reference_dataset(
     if len(test) == 0:
         test = val
     shape: tuple[int, ...] = ()
-    try:
-        shape = tuple(int(d) for d in source[0].shape) if len(source) else ()
+    try:  # the row is kept for its first read (ImageSource.peek): no file is read twice
+        shape = tuple(int(d) for d in source.peek(0).shape) if len(source) else ()
     except Exception:
         shape = ()
     return Dataset(

@@ -271,9 +271,18 @@ def as_split_model(
         raise ValueError(f"head_module {head!r} is not a submodule of the model") from None
     if not isinstance(mod, nn.Linear):
         raise ValueError(f"head_module {head!r} is a {type(mod).__name__}, not an nn.Linear")
+    if num_classes is not None and mod.out_features != num_classes:
+        raise ValueError(
+            f"head_module {head!r} is an nn.Linear with {mod.out_features} outputs, not the "
+            f"model's {num_classes} logits"
+        )
     module.__class__ = _split_class(type(module))
     assert isinstance(module, TracedSplitModel)
     module.head_path = head
     module.arch_id = arch_id
-    _Trace(module, head)  # fail now, not at the first erasure, if the model cannot be cut
+    trace = _Trace(module, head)  # fail now, not at the first erasure, if it cannot be cut
+    if trace._has_params(trace.head_node + 1, len(trace.nodes), module):
+        raise ValueError(
+            f"head_module {head!r} is not the logits layer: layers with parameters run after it"
+        )
     return module

@@ -218,7 +218,12 @@ def _unlearn(claim: jobs.Claim, rt: Runtime, progress: Progress) -> flows.Outcom
     progress.set("loading")
     ds = open_dataset(rt, claim.dataset_id, claim.dataset_params, claim.num_classes)
     base_blob = rt.store.read_checkpoint(rt.store.get_manifest(claim.base_sha256))
-    model = ul.load_checkpoint(base_blob, arch_id=claim.architecture, num_classes=claim.num_classes)
+    model = ul.load_checkpoint(
+        base_blob,
+        arch_id=claim.architecture,
+        num_classes=claim.num_classes,
+        head_module=claim.head_module,
+    )
     data = incremental_data(ds, erased_before=claim.erased_sample_ids, new=claim.new_sample_ids)
     cache = feature_cache(rt, claim.dataset_id)
     hooks = ul.Hooks(

@@ -3,9 +3,13 @@
 
     claim ─► checking checkpoint: read the upload (safetensors, or a `.pt` state dict with
              torch.load(weights_only=True)), build the architecture, compare every tensor
-        ─► reading data: every manifest row's file read and decoded once (find_problems)
-        ─► warming features: the penultimate activations of every split, into the feature
-             cache (shared through the store for a dataset by reference)
+        ─► opening data: the manifest, the location's listing (or shard headers)
+        ─► reading data: ONE pass over every split; each manifest row's file is read and
+             decoded once, and its penultimate activations go into the feature cache
+             (shared through the store for a dataset by reference). A missing or
+             undecodable file does not stop the pass: it is listed by sample id (first
+             100, and the count), and the model is rejected at the end of the pass with
+             nothing of it kept (no feature table written, here or in the store)
         ─► measuring: version 1's metrics from those activations
         ─► publishing: the checkpoint in the store's safetensors layout (the user's tensor
              names, shapes and dtypes), then ONE transaction: version 1, model `ready`
@@ -37,8 +41,8 @@ log = logging.getLogger("lethe.registration")
 
 PHASES = {
     "checking checkpoint": (0.0, 0.05),
-    "reading data": (0.05, 0.45),
-    "warming features": (0.45, 0.9),
+    "opening data": (0.05, 0.1),
+    "reading data": (0.1, 0.9),
     "measuring": (0.9, 0.95),
     "publishing": (0.95, 1.0),
 }
@@ -72,9 +76,14 @@ def _checkpoint(claim: registration.RegistrationClaim, data: bytes) -> tuple[Any
     except NotAStateDict as exc:
         raise Rejected(f"the checkpoint is not a state dict: {exc}") from None
     try:
-        model = ul.get_architecture(claim.architecture, num_classes=claim.num_classes)
+        model = ul.get_architecture(
+            claim.architecture, num_classes=claim.num_classes, head_module=claim.head_module
+        )
     except (KeyError, ValueError, TypeError) as exc:
-        raise Rejected(f"architecture {claim.architecture!r} cannot be built: {exc}") from None
+        named = f" with head_module {claim.head_module!r}" if claim.head_module else ""
+        raise Rejected(
+            f"architecture {claim.architecture!r}{named} cannot be built: {exc}"
+        ) from None
     try:
         check_state_dict(model, tensors, claim.architecture)
     except StateDictMismatch as exc:
@@ -83,29 +92,52 @@ def _checkpoint(claim: registration.RegistrationClaim, data: bytes) -> tuple[Any
     return model.eval(), tensors
 
 
-def _data(claim: registration.RegistrationClaim, rt: Runtime, progress: Progress) -> Any:
-    from unlearning.sources import find_problems
-
+def _data(claim: registration.RegistrationClaim, rt: Runtime) -> Any:
     try:
-        ds = open_dataset(rt, claim.dataset_id, claim.dataset_params, claim.num_classes)
+        return open_dataset(rt, claim.dataset_id, claim.dataset_params, claim.num_classes)
     except (ValueError, TypeError, FileNotFoundError, KeyError) as exc:
         raise Rejected(f"the dataset cannot be opened: {exc}") from None
-    if claim.dataset_id != REFERENCE:
-        return ds
-    source = ds.train.source
-    problems, count = find_problems(
-        source,
-        limit=MAX_LISTED,
-        workers=rt.settings.data_workers,
-        progress=lambda f: progress.set("reading data", f),
-    )
-    if count:
-        listed = "; ".join(f"{p.sample_id}: {p.reason}" for p in problems)
-        raise Rejected(
-            f"{count} of {len(source)} manifest rows have no readable file in "
-            f"{ds.params.get('location')} (first {len(problems)}): {listed}"
+
+
+def _warm(
+    claim: registration.RegistrationClaim,
+    rt: Runtime,
+    model: Any,
+    ds: Any,
+    device: Any,
+    progress: Progress,
+) -> Any:
+    """The one pass over the data: every row read and decoded once, its activations cached;
+    `Rejected` listing the unreadable rows (nothing of the pass kept) if there were any."""
+    from unlearning.sources import RowProblems, UnreadableRows
+
+    cache = feature_cache(rt, claim.dataset_id)
+    problems = RowProblems(MAX_LISTED) if claim.dataset_id == REFERENCE else None
+    try:
+        cache.features(
+            model,
+            ds.train,
+            ds.val,
+            ds.test,
+            device=device,
+            progress=lambda f: progress.set("reading data", f),
+            problems=problems,
         )
-    return ds
+    except UnreadableRows as exc:
+        raise Rejected(_unreadable(exc.problems, ds.params.get("location"))) from None
+    return cache
+
+
+def _unreadable(found: Any, location: object) -> str:
+    """The rejection: how many rows, each distinct reason with its count, then the first
+    100 sample ids with the kind of their problem (short, so that 100 fit in the model's
+    `status_reason`; the reasons come first, so a cut of a long listing loses only ids)."""
+    reasons = " | ".join(f"{why} ({n} rows)" for why, n in found.reasons.items())
+    listed = "; ".join(f"{p.sample_id}: {p.reason.split(':', 1)[0]}" for p in found.listed)
+    return (
+        f"{found.count} of {found.checked} manifest rows have no readable file in {location}: "
+        f"{reasons}. First {len(found.listed)}: {listed}"
+    )
 
 
 def _register(
@@ -119,18 +151,10 @@ def _register(
     progress.set("checking checkpoint")
     data = rt.store.get_blob(claim.upload)
     model, tensors = _checkpoint(claim, data)
+    progress.set("opening data")
+    ds = _data(claim, rt)
     progress.set("reading data")
-    ds = _data(claim, rt, progress)
-    progress.set("warming features")
-    cache = feature_cache(rt, claim.dataset_id)
-    cache.features(
-        model,
-        ds.train,
-        ds.val,
-        ds.test,
-        device=device,
-        progress=lambda f: progress.set("warming features", f),
-    )
+    cache = _warm(claim, rt, model, ds, device, progress)
     progress.set("measuring")
     metrics: dict[str, Any] = dict(ul.evaluate(model, ds.unlearn_data([]), device, cache))
     metrics.update(

@@ -288,7 +288,8 @@ def _uuid(value: str) -> str:
 def models_page(request: Request, session: SessionDep, viewer: Models) -> HTMLResponse:
     models = console.models_for(session=session, client=viewer.client)
     latest = console.latest_versions(session=session, model_ids=[m.id for m in models])
-    return render(request, "models.html", viewer, models=models, latest=latest)
+    jobs = console.registration_jobs(session=session, models=models)
+    return render(request, "models.html", viewer, models=models, latest=latest, jobs=jobs)
 
 
 @router.get("/models/{name}", response_class=HTMLResponse)
@@ -312,6 +313,7 @@ def model_page(
         moves=moves,
         aliases=aliases,
         samples=registry.count_samples(session=session, model_id=model.id),
+        registration=console.registration_jobs(session=session, models=[model]).get(model.id),
     )
 
 

@@ -82,6 +82,9 @@ class Claim:
     erased_sample_ids: list[str]
     """Everything erased earlier in this lineage: the base version has forgotten these, so
     the job leaves them out of retain and forgets only `new_sample_ids`."""
+    head_module: str | None = None
+    """The logits layer a `torchvision:` model was registered with (`Model.registration`);
+    None: found automatically."""
 
 
 def claim(*, session: Session, job_id: str, worker: str) -> Claim | None:
@@ -132,6 +135,7 @@ def claim(*, session: Session, job_id: str, worker: str) -> Claim | None:
         request_ids=request_ids,
         new_sample_ids=new_ids,
         erased_sample_ids=sorted(erased),
+        head_module=(model.registration or {}).get("head_module"),
     )
 
 

@@ -86,6 +86,8 @@ class RegistrationClaim:
     """Blob digest of the checkpoint as uploaded."""
     upload_format: str
     """`safetensors` or `pt`."""
+    head_module: str | None = None
+    """The named logits layer of a `torchvision:` model (None: found automatically)."""
 
 
 def claim(*, session: Session, job_id: str, worker: str) -> RegistrationClaim | None:
@@ -113,6 +115,7 @@ def claim(*, session: Session, job_id: str, worker: str) -> RegistrationClaim | 
         dataset_params=dict(model.dataset_params),
         upload=str(model.registration["upload"]),
         upload_format=str(model.registration.get("format", "safetensors")),
+        head_module=model.registration.get("head_module"),
     )
 
 

@@ -52,6 +52,10 @@ from models_store import InvalidCheckpoint
 from models_store.safetensors_format import parse_header, read_header_length
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._\-]{0,127}$")
+_PART = r"(?:[A-Za-z_][A-Za-z0-9_]*|[0-9]+)"
+HEAD_MODULE_PATTERN = rf"^{_PART}(?:\.{_PART}){{0,31}}$"
+HEAD_MODULE = re.compile(HEAD_MODULE_PATTERN[1:-1])
+"""A dotted module path (`fc`, `classifier.3`, `heads.head`): identifiers or indices."""
 
 
 @dataclass
@@ -69,6 +73,20 @@ class Upload:
     location: str | None = None
     layout: str | None = None
     preprocess: str | None = None
+    head_module: str | None = None
+    """The logits layer of a `torchvision:` model, by its dotted module path; the worker
+    checks it is an nn.Linear producing `num_classes` logits (found automatically if None).
+    The router's form field has the same pattern, so the API document states it."""
+
+    def __post_init__(self) -> None:
+        if self.head_module is None:
+            return
+        if len(self.head_module) > 256 or not HEAD_MODULE.fullmatch(self.head_module):
+            raise _invalid(
+                "`head_module` is a dotted module path of the model, such as `fc` or "
+                "`classifier.3` (identifiers or indices separated by `.`)",
+                "head_module",
+            )
 
 
 ZIP_MAGIC = b"PK\x03\x04"
@@ -155,6 +173,12 @@ def _accept(
     spec: dict[str, Any] | None = None
     if not upload.architecture.startswith(TORCHVISION):
         spec = service.architecture_spec(session=session, arch_id=upload.architecture)
+        if upload.head_module is not None:  # after the lookup: an unknown id says so first
+            raise _invalid(
+                "`head_module` applies to `torchvision:` architectures; the head of a "
+                "built-in or plug-in architecture is its `head`",
+                "head_module",
+            )
     elif fmt == "safetensors":
         try:
             spec = service.architecture_spec(session=session, arch_id=upload.architecture)
@@ -269,7 +293,12 @@ def _accept(
         auto_promote=upload.auto_promote,
         subject_identity_type=identity if any(refs) else None,
         status=VALIDATING,
-        registration={"upload": digest, "format": fmt, "actor": client.actor},
+        registration={
+            "upload": digest,
+            "format": fmt,
+            "actor": client.actor,
+            **({"head_module": upload.head_module} if upload.head_module else {}),
+        },
     )
     registration_jobs.queue(session=session, model=model, settings=settings, actor=client.actor)
     return model

@@ -194,6 +194,17 @@ def register_model(
             '"std"} or {"preset": "ResNet18_Weights.IMAGENET1K_V1"}'
         ),
     ] = None,
+    head_module: Annotated[
+        str | None,
+        Form(
+            description="with a `torchvision:` architecture: the dotted module path of the "
+            "logits layer (an nn.Linear with `num_classes` outputs), e.g. `classifier.3`; "
+            "found automatically when omitted. Registers as a job (202)",
+            examples=["classifier.3"],
+            pattern=registration.HEAD_MODULE_PATTERN,
+            max_length=256,
+        ),
+    ] = None,
     num_classes: Annotated[int | None, Form(ge=2, le=1_000_000)] = None,
     auto_promote: Annotated[bool, Form(description="new versions move `production`")] = True,
     subject_identity_type: Annotated[
@@ -230,6 +241,7 @@ def register_model(
             location=location,
             layout=layout,
             preprocess=preprocess,
+            head_module=head_module,
         ),
     )
     response.headers["Location"] = f"/v1/models/{model.name}"

@@ -17,8 +17,9 @@ class RegistrationRead(BaseModel):
     status: str
     """The job's status: queued, running, succeeded or failed."""
     phase: str
-    """queued, starting, checking checkpoint, reading data, warming features, measuring,
-    publishing, ready (or rejected)."""
+    """queued, starting, checking checkpoint, opening data, reading data (one pass: every
+    row read, decoded and its activations cached), measuring, publishing, ready (or
+    rejected)."""
     progress: float
     """Percent, 0-100."""
 

@@ -290,6 +290,10 @@ def models_register(
         ),
     ] = None,
     num_classes: Annotated[int | None, typer.Option()] = None,
+    head_module: Annotated[
+        str | None,
+        typer.Option(help="torchvision: the logits layer's module path, e.g. classifier.3"),
+    ] = None,
     auto_promote: Annotated[bool, typer.Option(help="new versions move `production`")] = True,
     subject_identity_type: Annotated[str, typer.Option()] = "user_id",
     wait: Annotated[
@@ -326,6 +330,7 @@ def models_register(
                 location=location,
                 layout=layout,
                 preprocess=preprocess,
+                head_module=head_module,
             )
             if model.get("status") == "validating" and wait:
                 model = _wait_for_model(lethe, model, timeout=timeout, interval=interval)

@@ -249,6 +249,7 @@ def test_console_in_a_real_browser(
     # v1 was trained on the erased class: the console shows it retired (issue 14)
     assert admin.page.locator(".badge.retired").count() == 1
     admin.go("/console/models/digits-cnn")
+    assert admin.page.locator("#model-status .badge.ready").inner_text() == "ready"
     assert admin.page.get_by_text("production").count() >= 1
     assert admin.page.locator("tbody .badge.retired").count() == 1
     admin.shot("model")

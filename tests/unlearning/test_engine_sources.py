@@ -152,14 +152,15 @@ def test_features_are_shared_and_an_erasure_reads_no_retained_sample(
     ds = sources.reference_dataset(
         _rows(folder / "img" / "manifest.csv"), location, "image-folder", PRE, num_classes=10
     )
-    location.reads.clear()  # building the dataset read one file for the input shape
+    assert len(location.reads) == 1  # building the dataset read one file for the input shape
     torch.manual_seed(0)
     model = ul.get_architecture("torchvision:resnet18", num_classes=10).eval()
     remote = DictRemote()
     first = ul.FeatureCache(tmp_path / "worker-a", remote=remote, batch_size=16)
     z_train, *_ = first.features(model, ds.train, ds.val, ds.test)
     assert first.computed == 84 and len(remote.tables) == 1
-    assert len(location.reads) == 84  # every row read once
+    assert len(set(location.reads)) == len(location.reads)  # no file read twice
+    assert len(location.reads) == 84  # the one read for the shape included
 
     location.reads.clear()
     other = ul.FeatureCache(tmp_path / "worker-b", remote=remote)  # another machine
@@ -170,3 +171,85 @@ def test_features_are_shared_and_an_erasure_reads_no_retained_sample(
     assert location.reads == []  # no image file read: forget features are cached too
     (z_again,) = other.features(result.model, ds.train)
     assert torch.allclose(z_again, z_train)  # the head changed, the backbone's table did not
+
+
+def _holes(folder: Path, tmp_path: Path) -> tuple[CountingLocation, sources.Rows, list[str]]:
+    """A copy of the ImageFolder with one training file missing, one val file that is not
+    an image and one test file that decodes to another size; those rows' sample ids."""
+    from PIL import Image
+
+    rows = _rows(folder / "img" / "manifest.csv")
+    root = tmp_path / "holes"
+    for path in (folder / "img").rglob("*.png"):
+        target = root / path.relative_to(folder / "img")
+        target.parent.mkdir(parents=True, exist_ok=True)
+        target.write_bytes(path.read_bytes())
+    by_split = {
+        s: [i for i, sp in zip(rows.ids, rows.splits, strict=True) if sp == s]
+        for s in ("train", "val", "test")
+    }
+    missing, corrupt, odd = by_split["train"][7], by_split["val"][3], by_split["test"][5]
+    next(root.rglob(f"{missing}.png")).unlink()
+    next(root.rglob(f"{corrupt}.png")).write_bytes(b"not a png at all")
+    Image.new("RGB", (20, 20)).save(next(root.rglob(f"{odd}.png")))
+    return CountingLocation(root), rows, [missing, corrupt, odd]
+
+
+def test_a_checked_warm_up_reads_each_file_once_and_keeps_nothing_when_rows_are_bad(
+    folder: Path, tmp_path: Path
+) -> None:
+    location, rows, bad = _holes(folder, tmp_path)
+    ds = sources.reference_dataset(rows, location, "image-folder", PRE, num_classes=10)
+    torch.manual_seed(0)
+    model = ul.get_architecture("torchvision:resnet18", num_classes=10).eval()
+    remote = DictRemote()
+    cache = ul.FeatureCache(tmp_path / "features", remote=remote, batch_size=16)
+    problems = sources.RowProblems(limit=2)
+    with pytest.raises(sources.UnreadableRows) as raised:
+        cache.features(model, ds.train, ds.val, ds.test, problems=problems)
+    assert problems.count == 3 and problems.checked == len(rows)
+    assert [p.sample_id for p in problems.listed] == bad[:2]  # the first `limit`, in order
+    assert "FileNotFoundError" in problems.listed[0].reason
+    assert "UnidentifiedImageError" in problems.listed[1].reason
+    assert "3 of 84 rows" in str(raised.value)
+    # the one pass read every file there is exactly once (the shape probe's included)
+    assert len(location.reads) == len(set(location.reads)) == len(rows) - 1
+    # nothing of the pass was kept: no table here, none shared, nothing in memory
+    assert list((tmp_path / "features").glob("*.safetensors")) == []
+    assert remote.tables == {} and cache.computed == 0
+    every = sources.RowProblems()
+    with pytest.raises(sources.UnreadableRows):
+        cache.features(model, ds.test, problems=every)
+    assert [p.sample_id for p in every.listed] == [bad[2]]
+    assert "decodes to (3, 20, 20)" in every.listed[0].reason
+
+
+def test_a_checked_warm_up_over_cached_rows_still_reads_each_file_once(
+    folder: Path, tmp_path: Path
+) -> None:
+    location = CountingLocation(folder / "img")
+    ds = sources.reference_dataset(
+        _rows(folder / "img" / "manifest.csv"), location, "image-folder", PRE, num_classes=10
+    )
+    torch.manual_seed(0)
+    model = ul.get_architecture("torchvision:resnet18", num_classes=10).eval()
+    remote = DictRemote()
+    ul.FeatureCache(tmp_path / "a", remote=remote).features(model, ds.train, ds.val, ds.test)
+    location.reads.clear()
+    # a second registration of the same backbone finds the table: no activation computed,
+    # but every row is still read and decoded once, so a file gone since is found
+    again = ul.FeatureCache(tmp_path / "b", remote=remote)
+    problems = sources.RowProblems()
+    z = again.features(model, ds.train, ds.val, ds.test, problems=problems)
+    assert again.computed == 0 and problems.count == 0 and problems.checked == 84
+    assert sorted(location.reads) == sorted(set(location.reads)) and len(location.reads) == 84
+    assert [len(t) for t in z] == [len(ds.train), len(ds.val), len(ds.test)]
+    # a split given twice (a manifest without test rows tests on val) is read once
+    location.reads.clear()
+    twice = sources.RowProblems()
+    z = again.features(model, ds.val, ds.val, problems=twice)
+    assert twice.checked == len(ds.val) == len(location.reads) == len(set(location.reads))
+    assert torch.equal(z[0], z[1])
+    fresh = ul.FeatureCache()  # and computed once
+    fresh.features(model, ds.val, ds.val)
+    assert fresh.computed == len(ds.val)
