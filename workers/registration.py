@@ -32,7 +32,7 @@ from app.core.db import session_scope
 from app.jobs import attempt as jobs
 from app.jobs import registration
 from app.jobs.models import JobStatus
-from app.registry.models import REJECTED, Model
+from app.registry.models import REJECTED, Model, TrainingSample
 from workers.datasets import REFERENCE, feature_cache
 from workers.pipeline import Heartbeat, Progress, _finite, open_dataset, resolve_device
 from workers.runtime import Runtime
@@ -99,6 +99,62 @@ def _data(claim: registration.RegistrationClaim, rt: Runtime) -> Any:
         raise Rejected(f"the dataset cannot be opened: {exc}") from None
 
 
+def _matches_manifest(claim: registration.RegistrationClaim, rt: Runtime, ds: Any) -> None:
+    """A built-in dataset is described by the manifest the user uploaded (`ids, y`): its
+    rows must be that dataset's training split, id for id and label for label, or an
+    erasure would later name samples the data does not hold (or the wrong ones)."""
+    if claim.dataset_id in (REFERENCE, "npz"):  # the manifest rows were read from the data
+        return
+    with session_scope(rt.session_factory, None) as s:
+        rows: dict[str, int] = {
+            sid: label
+            for sid, label in s.execute(
+                select(TrainingSample.sample_id, TrainingSample.label).where(
+                    TrainingSample.model_id == claim.model_id
+                )
+            )
+        }
+    held = dict(zip(map(str, ds.train.ids), (int(y) for y in ds.train.y.tolist()), strict=True))
+    unknown = sorted(set(rows) - set(held))
+    missing = sorted(set(held) - set(rows))
+    relabelled = sorted(i for i in set(rows) & set(held) if rows[i] != held[i])
+    faults = []
+    for what, ids in (
+        ("are not in its training split", unknown),
+        ("of its training split are not in the manifest", missing),
+        ("have another label in the manifest than in the data", relabelled),
+    ):
+        if ids:
+            first = ", ".join(ids[:10])
+            faults.append(f"{len(ids)} sample ids {what} (first {min(len(ids), 10)}: {first})")
+    if faults:
+        raise Rejected(
+            f"the manifest does not describe dataset {claim.dataset_id!r} with these "
+            f"dataset_params: " + "; ".join(faults)
+        )
+
+
+def _fits(claim: registration.RegistrationClaim, model: Any, ds: Any) -> None:
+    """Inputs held in memory (npz, built-in datasets) go through the model once, two rows,
+    before anything is cached: inputs of another shape reject the model with what they
+    are, instead of failing every attempt with torch's message."""
+    import torch
+
+    if claim.dataset_id == REFERENCE:
+        return  # image files (`x` would read them all): the reading pass checks each row
+    x = ds.train.x
+    if len(x) == 0:
+        return
+    try:
+        with torch.no_grad():
+            model(x[:2].to(next(model.parameters()).device))
+    except (RuntimeError, ValueError) as exc:
+        raise Rejected(
+            f"the training inputs (each of shape {tuple(x.shape[1:])}) do not fit "
+            f"architecture {claim.architecture!r}: {str(exc).splitlines()[0]}"
+        ) from None
+
+
 def _warm(
     claim: registration.RegistrationClaim,
     rt: Runtime,
@@ -153,6 +209,8 @@ def _register(
     model, tensors = _checkpoint(claim, data)
     progress.set("opening data")
     ds = _data(claim, rt)
+    _matches_manifest(claim, rt, ds)
+    _fits(claim, model, ds)
     progress.set("reading data")
     cache = _warm(claim, rt, model, ds, device, progress)
     progress.set("measuring")

@@ -37,6 +37,9 @@ class ModelRead(BaseModel):
     model registered without a job: the demo (`seed-demo`), or one published before
     registrations were jobs."""
     architecture: str
+    head_module: str | None = None
+    """The module named as the head at registration (`torchvision:` architectures); null
+    when the head was found automatically or the architecture defines it."""
     num_classes: int
     dataset_id: str
     auto_promote: bool

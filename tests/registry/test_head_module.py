@@ -111,6 +111,7 @@ def test_a_named_head_registers_erases_and_loads_into_unmodified_torchvision(
     assert resp.status_code == 202, resp.text
     ready = wait_for_model(embedded, "my-resnet", admin)
     assert ready["status"] == "ready", ready
+    assert ready["head_module"] == "fc"  # what was named is shown with the model
     v1 = embedded.get("/v1/models/my-resnet/versions/1/checkpoint", headers=admin).content
 
     v2 = erase_subject_and_download(embedded, admin, "my-resnet")  # retires v1

@@ -259,6 +259,68 @@ def test_a_builtin_dataset_that_cannot_be_opened_rejects_the_model(
     assert "no-such-dataset" in model["status_reason"] and DEMO_DATASET in model["status_reason"]
 
 
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_manifest_that_is_not_the_builtin_datasets_training_split_rejects_the_model(
+    api_client: Any, seeded: Any, demo_artifacts: Any
+) -> None:
+    from lethe.demo import DEMO_DATASET, DEMO_PARAMS
+    from tests.support.registration import run_jobs
+    from workers.pipeline import load_dataset
+
+    ds = load_dataset(DEMO_DATASET, DEMO_PARAMS)
+    ids = [*list(ds.train.ids)[3:], "ghost-1"]
+    labels = [*ds.train.y.numpy()[3:].tolist(), 0]
+    labels[0], labels[1] = (labels[0] + 1) % 10, (labels[1] + 1) % 10  # two mislabelled
+    out = io.BytesIO()
+    np.savez(out, ids=np.array(ids), y=np.array(labels))
+    admin = {"X-API-Key": create_key(seeded, ["admin"])}
+    resp = _register(
+        api_client,
+        admin,
+        {"checkpoint": ("w", demo_artifacts.checkpoint), "manifest": ("m.npz", out.getvalue())},
+        name="wrong-manifest",
+        dataset=DEMO_DATASET,
+        dataset_params=json.dumps(DEMO_PARAMS),
+    )
+    assert resp.status_code == 202, resp.text
+    assert run_jobs(seeded, "wrong-manifest") == ["rejected"]  # at once, not after retries
+    model = api_client.get("/v1/models/wrong-manifest", headers=admin).json()
+    assert model["status"] == "rejected" and model["latest_version"] == 0
+    reason = model["status_reason"]
+    assert "1 sample ids are not in its training split (first 1: ghost-1)" in reason, reason
+    assert "3 sample ids of its training split are not in the manifest" in reason, reason
+    assert "2 sample ids have another label in the manifest" in reason, reason
+    assert model["training_samples"] == 0  # nothing half-registered remains
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_training_inputs_of_another_shape_reject_the_model_at_once(
+    api_client: Any, seeded: Any, demo_artifacts: Any
+) -> None:
+    from tests.support.registration import run_jobs
+
+    arrays = dict(np.load(io.BytesIO(digits_npz(subjects=False))))
+    for split in ("x", "x_val", "x_test"):  # 4x4 crops of the 8x8 images
+        arrays[split] = np.ascontiguousarray(arrays[split][..., :4, :4])
+    out = io.BytesIO()
+    np.savez(out, **arrays)
+    admin = {"X-API-Key": create_key(seeded, ["admin"])}
+    resp = _register(
+        api_client,
+        admin,
+        {"checkpoint": ("w", demo_artifacts.checkpoint), "training_set": ("t.npz", out.getvalue())},
+        name="flat-inputs",
+    )
+    assert resp.status_code == 202, resp.text
+    assert run_jobs(seeded, "flat-inputs") == ["rejected"]
+    model = api_client.get("/v1/models/flat-inputs", headers=admin).json()
+    assert model["status"] == "rejected"
+    assert (
+        "training inputs (each of shape (1, 4, 4)) do not fit architecture 'digits-cnn'"
+        in (model["status_reason"])
+    ), model["status_reason"]
+
+
 def test_checkpoints_are_checked_and_never_unpickled(
     api_client: Any, seeded: Any, demo_artifacts: Any, upload_npz: bytes, tmp_path: Any
 ) -> None:
