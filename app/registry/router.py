@@ -155,8 +155,18 @@ def register_model(
     session: SessionDep,
     settings: SettingsDep,
     client: Writer,
-    name: Annotated[str, Form(description="unique model name", examples=["faces-resnet"])],
-    architecture: Annotated[str, Form(description="architecture id", examples=["digits-cnn"])],
+    name: Annotated[
+        str, Form(description="unique model name", examples=["faces-resnet"], min_length=1)
+    ],
+    architecture: Annotated[
+        str,
+        Form(
+            description="architecture id: a registered one (`digits-cnn`), "
+            "`torchvision:<builder>`, or an entry-point plug-in's",
+            examples=["digits-cnn"],
+            min_length=1,
+        ),
+    ],
     checkpoint: Annotated[
         UploadFile,
         File(
@@ -401,7 +411,9 @@ def _after_cursor(cursor: str) -> str:
             raise ValueError(cursor)
         padded = cursor + "=" * (-len(cursor) % 4)
         raw = base64.b64decode(padded, altchars=b"-_", validate=True)
-        return raw.decode(errors="replace")
+        # Sample ids hold no NUL (app.core.text), so listing after the text up to a NUL
+        # lists exactly what listing after the whole text would; the database never sees one.
+        return raw.decode(errors="replace").split("\x00", 1)[0]
     except ValueError:  # binascii.Error is a ValueError
         raise BadRequest("the cursor is not one this API returned; start without it") from None
 

@@ -3,6 +3,7 @@ with label, whether a subject is recorded (never the subject) and the erasing ve
 
 from __future__ import annotations
 
+import base64
 from typing import Any
 
 from sqlalchemy import select
@@ -94,6 +95,15 @@ def test_scoped_like_the_model_and_refuses_foreign_cursors(api_client: Any, seed
     for cursor in ("%%%", ""):  # an empty cursor was never issued either
         resp = api_client.get(f"{URL}?cursor={cursor}", headers=admin)
         assert resp.status_code == 400 and "cursor" in resp.json()["detail"], cursor
+    # a well-formed cursor that decodes to text with a NUL lists after the text before it
+    nul = base64.urlsafe_b64encode(b"digits-0001\x00junk").decode().rstrip("=")
+    after = api_client.get(f"{URL}?cursor={nul}&limit=3", headers=admin)
+    assert after.status_code == 200, after.text
+    plain = base64.urlsafe_b64encode(b"digits-0001").decode().rstrip("=")
+    assert (
+        after.json()["items"]
+        == (api_client.get(f"{URL}?cursor={plain}&limit=3", headers=admin).json()["items"])
+    )
 
 
 def test_in_openapi_with_a_stable_operation_id(api_client: Any) -> None:
