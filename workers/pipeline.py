@@ -239,7 +239,12 @@ def _unlearn(claim: jobs.Claim, rt: Runtime, progress: Progress) -> flows.Outcom
         methods.append(settings.policy_fallback_method)
     refusals: list[str] = []
     for method in methods:
-        result = ul.unlearn(model, data, method=method, device=device, hooks=hooks, cache=cache)
+        try:
+            result = ul.unlearn(model, data, method=method, device=device, hooks=hooks, cache=cache)
+        except ul.NoChangeError as exc:  # the same on every attempt: refused like the gate's
+            refusals.append(f"{method}: {exc}")
+            log.warning("job %s: %s changed nothing (%s)", claim.job_id, method, exc)
+            continue
         progress.set("verifying")
         metrics: dict[str, Any] = dict(ul.evaluate(result.model, data, device=device, cache=cache))
         metrics.update(
@@ -253,6 +258,8 @@ def _unlearn(claim: jobs.Claim, rt: Runtime, progress: Progress) -> flows.Outcom
                 "device": str(device),
             }
         )
+        if result.info.get("unchanged"):  # the method measured that nothing had to change
+            metrics["unchanged"] = result.info["unchanged"]
         metrics["parent"] = _finite(parent_metrics)
         after = ul.confidence_histograms(result.model, data, device=device, cache=cache)
         metrics["confidence"] = {"before": before, "after": after}  # drawn by the console

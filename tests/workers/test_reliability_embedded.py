@@ -65,3 +65,74 @@ def test_gate_fails_the_job_with_its_reason_and_publishes_nothing(
     assert job["status"] == "failed" and job["attempts"] == 1
     versions = embedded_client.get("/v1/models/digits-cnn/versions", headers=admin_headers).json()
     assert [v["number"] for v in versions["items"]] == [1]
+
+
+@pytest.fixture(scope="module")
+def a_method_that_changes_nothing() -> str:
+    """A method that returns the model as it came, saying nothing about why: the silent
+    no-op that `unlearn` refuses with NoChangeError."""
+    from dataclasses import dataclass
+
+    from unlearning.methods.registry import get_method, register
+    from unlearning.types import UnlearnResult
+
+    name = "changes-nothing-test"
+
+    @dataclass(frozen=True)
+    class Nothing:
+        pass
+
+    def nothing(model: Any, data: Any, cfg: Any, **_: Any) -> Any:
+        return UnlearnResult(model, name, {}, 0.0, ())
+
+    try:
+        get_method(name)
+    except KeyError:
+        register(name, Nothing)(nothing)
+    return name
+
+
+@pytest.mark.overrides(unlearning_method="changes-nothing-test", policy_fallback_method="lau")
+def test_a_method_that_changes_nothing_is_refused_and_the_fallback_publishes(
+    embedded_client: Any,
+    seeded: Any,
+    admin_headers: dict[str, str],
+    a_method_that_changes_nothing: str,
+) -> None:
+    resp = embedded_client.post(
+        "/v1/erasure-requests",
+        json=erasure_body(training_ids(seeded, label=4)),
+        headers=admin_headers,
+    )
+    done = wait_for_status(embedded_client, resp.json()["id"], admin_headers, timeout=180)
+    version = embedded_client.get(
+        f"/v1/models/digits-cnn/versions/{done['result_version']}", headers=admin_headers
+    ).json()
+    assert version["method"] == "lau"
+    (refusal,) = version["metrics"]["gate_refusals"]
+    assert refusal.startswith("changes-nothing-test: ") and "changed no parameter" in refusal
+    job = embedded_client.get(f"/v1/jobs/{done['job_id']}", headers=admin_headers).json()
+    assert job["attempts"] == 1
+
+
+@pytest.mark.overrides(unlearning_method="changes-nothing-test", request_max_attempts=1)
+def test_a_method_that_changes_nothing_fails_the_job_once_and_publishes_nothing(
+    embedded_client: Any,
+    seeded: Any,
+    admin_headers: dict[str, str],
+    a_method_that_changes_nothing: str,
+) -> None:
+    resp = embedded_client.post(
+        "/v1/erasure-requests",
+        json=erasure_body(training_ids(seeded, limit=3)),
+        headers=admin_headers,
+    )
+    request_id = resp.json()["id"]
+    with pytest.raises(AssertionError, match="changed no parameter"):
+        wait_for_status(embedded_client, request_id, admin_headers, timeout=120)
+    body = embedded_client.get(f"/v1/erasure-requests/{request_id}", headers=admin_headers).json()
+    job = embedded_client.get(f"/v1/jobs/{body['job_id']}", headers=admin_headers).json()
+    # the same method would change nothing again: not retried
+    assert job["status"] == "failed" and job["attempts"] == 1
+    versions = embedded_client.get("/v1/models/digits-cnn/versions", headers=admin_headers).json()
+    assert [v["number"] for v in versions["items"]] == [1]
