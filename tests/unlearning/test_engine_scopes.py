@@ -145,3 +145,31 @@ def test_depth_policy_escalates_and_records_why(
     lenient = ul.DepthPolicy(min_probe_ua=0.0)
     same, rec = ul.ensure_depth(digits_model, class_data, first, lenient, cache=cache)
     assert same is first and not rec["escalated"] and "no longer" in rec["reason"]
+
+
+def test_remnant_estimate_falls_with_the_remnant(
+    digits: ul.Dataset, digits_model: ul.SplitModel
+) -> None:
+    """The share of a mostly-forgotten class a retrained model keeps is estimated by linear
+    probes at several depths (retain set vs whole training set); with half of class 7 left
+    nearly all of it is kept, with a single sample left far less."""
+    from unlearning.methods.remnant import probe_kept_shares
+    from unlearning.training import default_recipe
+
+    def kept(share: float) -> float:
+        data = digits.unlearn_data(forget_ids(digits, f"most:{FORGET_CLASS}:{share}", 0))
+        out, per_depth = probe_kept_shares(
+            digits_model,
+            data,
+            (FORGET_CLASS,),
+            recipe=default_recipe("digits-cnn"),
+            seed=0,
+            device=torch.device("cpu"),
+            hooks=ul.Hooks(),
+        )
+        assert len(per_depth[str(FORGET_CLASS)]) >= 2  # several depths were probed
+        return out[FORGET_CLASS]
+
+    half, one_left = kept(0.5), kept(0.99)
+    assert half >= 0.9
+    assert one_left < half - 0.3

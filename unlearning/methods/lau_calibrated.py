@@ -71,7 +71,7 @@ from ..types import Hooks, Split, UnlearnData, UnlearnResult
 from .common import freeze, mask_classes, wrong_class_targets
 from .lau import LAUConfig, lau
 from .registry import register
-from .remnant import kept_shares, shift_class_bias
+from .remnant import bias_for_recall, class_recall, kept_shares, probe_kept_shares, shift_class_bias
 
 __all__ = ["LAUCalibratedConfig", "lau_calibrated"]
 
@@ -121,6 +121,24 @@ class LAUCalibratedConfig:
     recipe: TrainRecipe | None = None
     """How the model was trained (None: its architecture's default recipe); the shadow that
     estimates how much of a mostly-forgotten class a retrained model keeps trains with it."""
+    remnant: str = "probes"
+    """How the share of a mostly-forgotten class a retrained model keeps is estimated:
+    ``"probes"`` (linear probes at ``remnant_depths`` depths of the model, trained on the
+    retain set vs the whole training set: ``remnant.probe_kept_shares``) or ``"shadow"``
+    (the layers above ``shadow_cut`` re-initialised and trained on the retain set:
+    ``remnant.kept_shares``). Measured: BENCHMARKS.md, "Most of a class"."""
+    remnant_depths: int = 4
+    class_bias_shift: bool = False
+    """After the distillation, move the head's bias of a mostly-forgotten class until its val
+    recall is the estimated kept share of the model's."""
+    mostly_targets: str = "class"
+    """Targets of a mostly-forgotten class's forget samples: ``"class"`` = the quantiles
+    (by flip distance) of that class's val confidences under the teacher with the class's
+    logit lowered until its val recall is the estimated kept share (a model retrained on the
+    remnant is unsure of the class, not only wrong on part of it); ``"share"`` = wrong-class
+    targets for the lost share, calibrated all-class targets for the rest."""
+    """Depths probed by the ``"probes"`` estimate (spread from the head's input to the first
+    block's output)."""
     shadow_cut: int = 1
     """Layers above this cut are re-initialised and trained for that shadow (1 = a fresh head,
     cheap; deeper comes closer to retraining and costs more: BENCHMARKS.md, "Most of a
@@ -165,9 +183,10 @@ def lau_calibrated(
         model.eval()
         return UnlearnResult(model, "lau-calibrated", asdict(cfg), 0.0, (), info=info)
 
+    remnant = _remnant(model, data, cfg, device, hooks, cache)
     snapshot = {k: v.clone() for k, v in model.state_dict().items()}
     part = _calibrate(
-        model, data, sample_forget, class_forget, val, cfg.cut, cfg, device, hooks, cache
+        model, data, sample_forget, class_forget, val, cfg.cut, cfg, device, hooks, cache, remnant
     )
     info.update(part)
     missed = _missed_target(part, len(sample_forget), cfg.escalate_z)
@@ -187,11 +206,66 @@ def lau_calibrated(
                 device,
                 hooks,
                 cache,
+                remnant,
             )
         )
         info["escalated"] = {"from_cut": cfg.cut, "to_cut": cfg.escalate_cut, "reason": missed}
     model.eval()
     return UnlearnResult(model, "lau-calibrated", asdict(cfg), 0.0, (), info=info)
+
+
+@dataclass(frozen=True)
+class _Remnant:
+    """Classes the request removes most (not all) of: share of the training samples left,
+    estimated share of the held-out recall a retrained model keeps, the model's own val
+    recall before unlearning, and what the estimate measured."""
+
+    remaining: dict[int, float]
+    kept: dict[int, float]
+    base_recall: dict[int, float]
+    record: dict[str, object]
+
+
+def _remnant(
+    model: SplitModel,
+    data: UnlearnData,
+    cfg: LAUCalibratedConfig,
+    device: torch.device,
+    hooks: Hooks,
+    cache: FeatureCache | None,
+) -> _Remnant:
+    forgotten = data.forgotten_classes
+    mostly = {k: r for k, r in mostly_forgotten_classes(data).items() if k not in forgotten}
+    if not mostly:
+        return _Remnant({}, {}, {}, {})
+    if cfg.remnant not in ("probes", "shadow"):
+        raise ValueError(f"remnant must be 'probes' or 'shadow', got {cfg.remnant!r}")
+    hooks.progress("remnant", 0.0)
+    record: dict[str, object] = {}
+    if cfg.remnant == "probes":
+        kept, record = probe_kept_shares(
+            model,
+            data,
+            tuple(mostly),
+            recipe=_recipe(cfg, model),
+            seed=cfg.seed,
+            device=device,
+            hooks=hooks,
+            depths=cfg.remnant_depths,
+        )
+    else:
+        kept = kept_shares(
+            model,
+            data,
+            tuple(mostly),
+            recipe=_recipe(cfg, model),
+            cut=cfg.shadow_cut,
+            seed=cfg.seed,
+            device=device,
+            cache=cache,
+            hooks=hooks,
+        )
+    return _Remnant(mostly, kept, class_recall(model, data, tuple(mostly), device, cache), record)
 
 
 def _missed_target(part: dict[str, object], n: int, z: float) -> str | None:
@@ -220,9 +294,9 @@ def _calibrate(
     device: torch.device,
     hooks: Hooks,
     cache: FeatureCache | None,
+    remnant: _Remnant,
 ) -> dict[str, object]:
     """Steps 1-5 on the sample part at ``cut``; returns what it measured."""
-    forgotten = data.forgotten_classes
     info: dict[str, object] = {"cut": cut}
     clock = [time.perf_counter()]
     lower, upper = model.split(cut)
@@ -263,35 +337,57 @@ def _calibrate(
     # afresh with the model's recipe on the retain set, remnant included); the class's forget
     # samples nearest the boundary get wrong-class targets in the share it would lose, and the
     # head's bias for the class is lowered until its val recall keeps only that share.
-    mostly = {k: r for k, r in mostly_forgotten_classes(data).items() if k not in forgotten}
+    mostly = remnant.remaining
     lost = torch.zeros(n_f, dtype=torch.bool, device=device)
-    kept_share: dict[int, float] = {}
-    shadow = (
-        kept_shares(
-            model,
-            data,
-            tuple(mostly),
-            recipe=_recipe(cfg, model),
-            cut=cfg.shadow_cut,
-            seed=cfg.seed,
-            device=device,
-            cache=cache,
-            hooks=hooks,
-        )
-        if mostly
-        else {}
-    )
+    kept_share = remnant.kept
     for k in mostly:
         rows = (y_f == k).nonzero().flatten()
-        share = shadow[k]
-        kept_share[k] = share
+        share = kept_share[k]
         n_lost = round((1 - share) * len(rows))
         lost[rows[score[rows].argsort()[:n_lost]]] = True
     if mostly:
         info["mostly_forgotten"] = {
-            str(k): {"remaining": round(mostly[k], 4), "target_recall": round(kept_share[k], 4)}
+            str(k): {
+                "remaining": round(mostly[k], 4),
+                "target_recall": round(kept_share[k], 4),
+                "estimate": cfg.remnant,
+                "per_depth": remnant.record.get(str(k)),
+            }
             for k in mostly
         }
+
+    # the class's forget samples against the teacher with the class's logit lowered to the
+    # kept share: quantiles of its class-k val confidences, ranked by flip distance
+    if cfg.mostly_targets not in ("class", "share"):
+        raise ValueError(f"mostly_targets must be 'class' or 'share', got {cfg.mostly_targets!r}")
+    fixed = torch.zeros(n_f, dtype=torch.bool, device=device)
+    fixed_targets = torch.zeros_like(path[0])
+    if mostly and cfg.mostly_targets == "class":
+        with torch.no_grad():
+            val_logits = teacher(z_v)
+        for k in mostly:
+            rows = (y_f == k).nonzero().flatten()
+            rows_v = y_v == k
+            if not len(rows) or not bool(rows_v.any()):
+                continue
+            delta = bias_for_recall(val_logits[rows_v], k, kept_share[k] * remnant.base_recall[k])
+            shifted_v = val_logits[rows_v].clone()
+            shifted_v[:, k] += delta
+            path_k = path[:, rows].clone()
+            path_k[..., k] += delta
+            conf_k = _log_softmax(path_k)[..., k].exp()
+            n_k = len(rows)
+            goal_k = torch.empty(n_k, dtype=path.dtype, device=device)
+            levels_k = (torch.arange(n_k, dtype=path.dtype, device=device) + 0.5) / n_k
+            goal_k[score[rows].argsort()] = torch.quantile(
+                _log_softmax(shifted_v)[:, k].exp().to(path.dtype), levels_k
+            )
+            with torch.no_grad():
+                fixed_targets[rows] = _log_softmax(
+                    _logits_at(path_k, conf_k, goal_k) / cfg.temperature
+                )
+            fixed[rows] = True
+            lost[rows] = False
 
     # 2. + 3. quantile targets from val, and the teacher's logits where the path meets them
     def desired(conf_val: torch.Tensor) -> torch.Tensor:
@@ -305,7 +401,7 @@ def _calibrate(
 
     def targets(goal: torch.Tensor) -> torch.Tensor:
         out = _log_softmax(_logits_at(path, conf_path, goal) / t)
-        return torch.where(lost[:, None], wrong, out)
+        return torch.where(fixed[:, None], fixed_targets, torch.where(lost[:, None], wrong, out))
 
     if cfg.wrong_rate == "val-error":
         # explicit rate: as many of the nearest-the-boundary samples as the held-out error
@@ -324,7 +420,7 @@ def _calibrate(
             target_accuracy=float((p_forget.argmax(1) == y_f).float().mean() * 100),
         )
     clock.append(time.perf_counter())
-    if not bool(lost.any()) and not bool((conf_path[0] > goal).any()):
+    if not bool(lost.any()) and not bool(fixed.any()) and not bool((conf_path[0] > goal).any()):
         # Every forget sample is already at or below its calibrated held-out confidence (a
         # single sample gets the val median, and about half of all training samples sit
         # below it): a retrained model is expected to treat them as the model does, so the
@@ -403,8 +499,10 @@ def _calibrate(
         opt.step(closure)  # type: ignore[arg-type]  # torch stubs want float; LBFGS takes a tensor
         done_iters += min(chunk, cfg.iters - done_iters)
         hooks.progress("unlearn", done_iters / cfg.iters)
-    if mostly:
-        info["class_bias_shift"] = shift_class_bias(model, data, kept_share, device, cache)
+    if mostly and cfg.class_bias_shift:
+        info["class_bias_shift"] = shift_class_bias(
+            model, data, kept_share, remnant.base_recall, device, cache
+        )
     model.eval()
     clock.append(time.perf_counter())
     info["seconds"] = {
