@@ -141,6 +141,10 @@ class LAUCalibratedConfig:
     (the layers above ``shadow_cut`` re-initialised and trained on the retain set:
     ``remnant.kept_shares``). Measured: BENCHMARKS.md, "Most of a class"."""
     remnant_depths: int = 4
+    min_drop: float = 1.0
+    """A mostly-forgotten class whose estimated kept share asks for fewer than this many of
+    its val samples to be lost (digits: ~27 val samples of the class, kept share ~0.95) keeps
+    the ``"share"`` targets and the bias shift instead (BENCHMARKS.md, "Most of a class")."""
     class_bias_shift: bool = False
     """After the distillation, move the head's bias of a mostly-forgotten class until its val
     recall is the estimated kept share of the model's."""
@@ -384,6 +388,7 @@ def _calibrate(
     # kept share: quantiles of its class-k val confidences, ranked by flip distance
     if cfg.mostly_targets not in ("class", "share"):
         raise ValueError(f"mostly_targets must be 'class' or 'share', got {cfg.mostly_targets!r}")
+    small_drop: set[int] = set()
     fixed = torch.zeros(n_f, dtype=torch.bool, device=device)
     fixed_targets = torch.zeros_like(path[0])
     if mostly and cfg.mostly_targets == "class":
@@ -394,7 +399,14 @@ def _calibrate(
             rows_v = y_v == k
             if not len(rows) or not bool(rows_v.any()):
                 continue
-            delta = bias_for_recall(val_logits[rows_v], k, kept_share[k] * remnant.base_recall[k])
+            goal_recall = kept_share[k] * remnant.base_recall[k]
+            if (remnant.base_recall[k] - goal_recall) * int(rows_v.sum()) < cfg.min_drop:
+                # the share asks for less than ``min_drop`` of the class's val samples to be
+                # lost: lowering the class's logit far enough to flip one would make every
+                # one of them unsure; the class keeps the "share" targets and bias shift
+                small_drop.add(k)
+                continue
+            delta = bias_for_recall(val_logits[rows_v], k, goal_recall)
             shifted_v = val_logits[rows_v].clone()
             shifted_v[:, k] += delta
             path_k = path[:, rows].clone()
@@ -523,10 +535,17 @@ def _calibrate(
         opt.step(closure)  # type: ignore[arg-type]  # torch stubs want float; LBFGS takes a tensor
         done_iters += min(chunk, cfg.iters - done_iters)
         hooks.progress("unlearn", done_iters / cfg.iters)
-    if mostly and cfg.class_bias_shift:
+    shifted = {
+        k: v
+        for k, v in kept_share.items()
+        if cfg.class_bias_shift or cfg.mostly_targets == "share" or k in small_drop
+    }
+    if shifted:
         info["class_bias_shift"] = shift_class_bias(
-            model, data, kept_share, remnant.base_recall, device, cache
+            model, data, shifted, remnant.base_recall, device, cache
         )
+    if small_drop:
+        info["small_drop"] = sorted(small_drop)
     model.eval()
     clock.append(time.perf_counter())
     info["seconds"] = {
