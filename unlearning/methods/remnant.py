@@ -242,10 +242,13 @@ def shift_class_bias(
     base_recall: dict[int, float],
     device: torch.device,
     cache: FeatureCache | None,
+    *,
+    lower_only: bool = False,
 ) -> dict[str, float]:
     """Move the head's bias of each mostly-forgotten class until its val recall is
     ``kept_share`` of ``base_recall`` (the model's before unlearning), in either direction:
-    the distillation may have taken the class below that share as well as left it above."""
+    the distillation may have taken the class below that share as well as left it above
+    (``lower_only``: never raise a bias)."""
     head = model.head
     (z_v,) = embed(model, data.val, cut=1, device=device, cache=cache)
     y_v = data.val.y.to(device)
@@ -255,6 +258,8 @@ def shift_class_bias(
         if not bool(rows.any()):
             continue
         shift = bias_for_recall(head(z_v[rows]), k, share * base_recall[k])
+        if lower_only:
+            shift = min(shift, 0.0)
         head.bias[k] += shift
         out[str(k)] = round(shift, 4)
     return out
