@@ -46,6 +46,8 @@ like a sample the model never saw, using the geometry Partial-PGD measures at th
    under the teacher with the class's logit lowered until its val recall is that share
    (ranked by flip distance: the nearest the boundary get the wrong-class, low-confidence
    targets), so they end up as wrong, and as unsure, as a model retrained on the remnant.
+   A class a retrained model keeps nearly all of (share ≥ ``class_targets_below``) gets
+   wrong-class targets for the lost share and the head's bias lowered instead.
 
 Only ``val`` is used for calibration, never ``test``; fewer than ``MIN_VAL`` val samples
 (of the kept classes) raise ``ValueError``. With a warm feature cache the cost is
