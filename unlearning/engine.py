@@ -62,7 +62,11 @@ def unlearn(
     ``elapsed_s`` is wall time end to end (copy, activations not found in ``cache``, the
     method); ``changed`` lists the state-dict keys whose tensors differ from the input's.
     Raises ``NoChangeError`` when the forget set is not empty and nothing changed: an
-    unchanged model must never be published as the erased version.
+    unchanged model must never be published as the erased version by accident. The one
+    exception is a method that measured that no change is required and says so in
+    ``info["unchanged"]`` (``lau-calibrated``: every forget sample already sits at or below
+    its calibrated held-out confidence, as a single sample below the val median does); the
+    result is then returned with ``changed == ()`` and that reason.
     """
     dev = torch.device(device)
     spec = get_method(method)
@@ -84,13 +88,20 @@ def unlearn(
         p.requires_grad_(flags.get(n, True))
     result.method = method
     result.changed = state_dict_changes(before, result.model.state_dict())
-    if len(data.forget) and not result.changed:
+    if len(data.forget) and not result.changed and not _declared_unchanged(result):
         raise NoChangeError(
             f"{method} changed no parameter for a forget set of {len(data.forget)} samples "
             f"(info: {result.info}); the model would be published unchanged"
         )
     hooks.progress("done", 1.0)
     return result
+
+
+def _declared_unchanged(result: UnlearnResult) -> bool:
+    """The method measured that nothing needed to change and recorded why (a non-empty
+    ``info["unchanged"]`` string): not a silent no-op."""
+    why = result.info.get("unchanged")
+    return isinstance(why, str) and bool(why.strip())
 
 
 @dataclass(frozen=True)

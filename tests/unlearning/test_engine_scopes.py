@@ -100,6 +100,38 @@ def test_a_method_that_changes_nothing_raises(
         ul.unlearn(digits_model, data, "lau-calibrated", {"iters": 0}, device="cpu", cache=cache)
 
 
+def _true_confidence(model: ul.SplitModel, split: ul.Split) -> torch.Tensor:
+    probs = predict(model, split.x, "cpu").softmax(1)
+    return probs.gather(1, split.y[:, None]).squeeze(1)
+
+
+def test_erasing_one_sample_always_gives_a_version(
+    digits: ul.Dataset, digits_model: ul.SplitModel, cache: ul.FeatureCache
+) -> None:
+    """One sample gets the val median confidence as its target. A sample the model is
+    already less sure of than that needs no change: the result says so and is returned
+    (a job publishes it) instead of raising NoChangeError; a sample above it is changed
+    and ends near that median."""
+    median = float(_true_confidence(digits_model, digits.val).median())
+    conf = _true_confidence(digits_model, digits.train)
+    below = int((conf < median * (1 - 1e-6)).nonzero()[0])
+    above = int((conf > median + 1e-5).nonzero()[0])
+
+    data = digits.unlearn_data([digits.train.ids[below]])
+    res = ul.unlearn(digits_model, data, ul.choose_method(data), device="cpu", cache=cache)
+    assert res.changed == ()
+    assert "no parameter needs to change" in str(res.info["unchanged"])
+    for key, value in digits_model.state_dict().items():
+        assert torch.equal(value, res.model.state_dict()[key]), key
+
+    data = digits.unlearn_data([digits.train.ids[above]])
+    res = ul.unlearn(digits_model, data, ul.choose_method(data), device="cpu", cache=cache)
+    assert res.changed and "unchanged" not in res.info
+    after = float(_true_confidence(res.model, data.forget)[0])
+    assert after < float(conf[above])
+    assert abs(after - median) < 0.5 * (float(conf[above]) - median) + 1e-4
+
+
 def test_depth_policy_escalates_and_records_why(
     digits: ul.Dataset, digits_model: ul.SplitModel, class_data: ul.UnlearnData
 ) -> None:
@@ -113,3 +145,31 @@ def test_depth_policy_escalates_and_records_why(
     lenient = ul.DepthPolicy(min_probe_ua=0.0)
     same, rec = ul.ensure_depth(digits_model, class_data, first, lenient, cache=cache)
     assert same is first and not rec["escalated"] and "no longer" in rec["reason"]
+
+
+def test_remnant_estimate_falls_with_the_remnant(
+    digits: ul.Dataset, digits_model: ul.SplitModel
+) -> None:
+    """The share of a mostly-forgotten class a retrained model keeps is estimated by linear
+    probes at several depths (retain set vs whole training set); with half of class 7 left
+    nearly all of it is kept, with a single sample left far less."""
+    from unlearning.methods.remnant import probe_kept_shares
+    from unlearning.training import default_recipe
+
+    def kept(share: float) -> float:
+        data = digits.unlearn_data(forget_ids(digits, f"most:{FORGET_CLASS}:{share}", 0))
+        out, per_depth = probe_kept_shares(
+            digits_model,
+            data,
+            (FORGET_CLASS,),
+            recipe=default_recipe("digits-cnn"),
+            seed=0,
+            device=torch.device("cpu"),
+            hooks=ul.Hooks(),
+        )
+        assert len(per_depth[str(FORGET_CLASS)]) >= 2  # several depths were probed
+        return out[FORGET_CLASS]
+
+    half, one_left = kept(0.5), kept(0.99)
+    assert half >= 0.9
+    assert one_left < half - 0.3
