@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from tests.support.requests import erasure_body, training_ids, wait_for_status
+from tests.support.requests import erasure_body, submit, training_ids, wait_for_status
 from tests.workers.reliability_checks import assert_single_chain, submit_concurrently
 
 pytestmark = pytest.mark.usefixtures("seeded")
@@ -50,21 +50,27 @@ def test_gate_refuses_a_weak_result_and_escalates_to_the_fallback(
 def test_gate_fails_the_job_with_its_reason_and_publishes_nothing(
     embedded_client: Any, seeded: Any, admin_headers: dict[str, str]
 ) -> None:
-    resp = embedded_client.post(
-        "/v1/erasure-requests",
-        json=erasure_body(training_ids(seeded, label=1)),
-        headers=admin_headers,
+    request_id = submit(embedded_client, training_ids(seeded, label=1), admin_headers)["id"]
+    body = failed_once_publishing_nothing(
+        embedded_client, request_id, admin_headers, "verification gate refused"
     )
-    request_id = resp.json()["id"]
-    with pytest.raises(AssertionError, match="verification gate refused"):
-        wait_for_status(embedded_client, request_id, admin_headers, timeout=120)
-    body = embedded_client.get(f"/v1/erasure-requests/{request_id}", headers=admin_headers).json()
-    assert body["status"] == "failed" and "UA" in body["status_reason"]
-    job = embedded_client.get(f"/v1/jobs/{body['job_id']}", headers=admin_headers).json()
-    # a refused result is not retried: the same method would be refused again
+    assert "UA" in body["status_reason"]
+
+
+def failed_once_publishing_nothing(
+    client: Any, request_id: str, headers: dict[str, str], reason: str
+) -> dict[str, Any]:
+    """The request failed with `reason` after one job attempt (the same method would be
+    refused again, so it is not retried) and no version was published; its body."""
+    with pytest.raises(AssertionError, match=reason):
+        wait_for_status(client, request_id, headers, timeout=120)
+    body: dict[str, Any] = client.get(f"/v1/erasure-requests/{request_id}", headers=headers).json()
+    assert body["status"] == "failed"
+    job = client.get(f"/v1/jobs/{body['job_id']}", headers=headers).json()
     assert job["status"] == "failed" and job["attempts"] == 1
-    versions = embedded_client.get("/v1/models/digits-cnn/versions", headers=admin_headers).json()
+    versions = client.get("/v1/models/digits-cnn/versions", headers=headers).json()
     assert [v["number"] for v in versions["items"]] == [1]
+    return body
 
 
 @pytest.fixture(scope="module")
@@ -122,17 +128,7 @@ def test_a_method_that_changes_nothing_fails_the_job_once_and_publishes_nothing(
     admin_headers: dict[str, str],
     a_method_that_changes_nothing: str,
 ) -> None:
-    resp = embedded_client.post(
-        "/v1/erasure-requests",
-        json=erasure_body(training_ids(seeded, limit=3)),
-        headers=admin_headers,
+    request_id = submit(embedded_client, training_ids(seeded, limit=3), admin_headers)["id"]
+    failed_once_publishing_nothing(
+        embedded_client, request_id, admin_headers, "changed no parameter"
     )
-    request_id = resp.json()["id"]
-    with pytest.raises(AssertionError, match="changed no parameter"):
-        wait_for_status(embedded_client, request_id, admin_headers, timeout=120)
-    body = embedded_client.get(f"/v1/erasure-requests/{request_id}", headers=admin_headers).json()
-    job = embedded_client.get(f"/v1/jobs/{body['job_id']}", headers=admin_headers).json()
-    # the same method would change nothing again: not retried
-    assert job["status"] == "failed" and job["attempts"] == 1
-    versions = embedded_client.get("/v1/models/digits-cnn/versions", headers=admin_headers).json()
-    assert [v["number"] for v in versions["items"]] == [1]
