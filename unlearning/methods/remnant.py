@@ -132,6 +132,17 @@ def _pooled(z: torch.Tensor, max_dim: int) -> torch.Tensor:
     return z.flatten(1)
 
 
+def _pooled_embed(
+    model: SplitModel, split: Split, cut: int, device: torch.device, max_dim: int, chunk: int
+) -> torch.Tensor:
+    """``_pooled`` activations of ``split`` at ``cut``, ``chunk`` rows at a time."""
+    parts = [
+        _pooled(embed(model, split.subset(rows), cut=cut, device=device)[0].float().cpu(), max_dim)
+        for rows in torch.arange(len(split)).split(max(chunk, 1))
+    ]
+    return torch.cat(parts) if parts else torch.empty(0)
+
+
 @torch.enable_grad()
 def probe_kept_shares(
     model: SplitModel,
@@ -144,6 +155,7 @@ def probe_kept_shares(
     hooks: Hooks,
     depths: int = 4,
     max_dim: int = 1024,
+    chunk: int = 4096,
 ) -> tuple[dict[int, float], dict[str, object]]:
     """Per class, the share of its held-out recall a model retrained without the forget set
     would keep, estimated from linear probes at several depths of the model.
@@ -158,6 +170,9 @@ def probe_kept_shares(
     whole training set (retain + forget); the share kept at that depth is the ratio of their
     val recalls of the class, and the estimate is its mean over the depths. Reads retain,
     forget and val only. Measured against retraining: BENCHMARKS.md, "Most of a class".
+
+    Activations are computed ``chunk`` rows at a time and pooled at once, so what is held is
+    at most ``max_dim`` values per row, not a whole split's activations at an early depth.
     """
     train_y = torch.cat([data.retain.y, data.forget.y])
     y_v = data.val.y
@@ -165,8 +180,8 @@ def probe_kept_shares(
     for cut in depth_cuts(model, depths):
         hooks.check()
         z_r, z_f, z_v = (
-            _pooled(z.float().cpu(), max_dim)
-            for z in embed(model, data.retain, data.forget, data.val, cut=cut, device=device)
+            _pooled_embed(model, s, cut, device, max_dim, chunk)
+            for s in (data.retain, data.forget, data.val)
         )
         z_all = torch.cat([z_r, z_f])
         mu, sd = z_all.mean(0), z_all.std(0) + 1e-6
