@@ -288,7 +288,7 @@ def _uuid(value: str) -> str:
 def models_page(request: Request, session: SessionDep, viewer: Models) -> HTMLResponse:
     models = console.models_for(session=session, client=viewer.client)
     latest = console.latest_versions(session=session, model_ids=[m.id for m in models])
-    jobs = console.registration_jobs(session=session, models=models)
+    jobs = registry.registration_jobs(session=session, models=models)
     return render(request, "models.html", viewer, models=models, latest=latest, jobs=jobs)
 
 
@@ -313,7 +313,7 @@ def model_page(
         moves=moves,
         aliases=aliases,
         samples=registry.count_samples(session=session, model_id=model.id),
-        registration=console.registration_jobs(session=session, models=[model]).get(model.id),
+        registration=registry.registration_job(session=session, model=model),
     )
 
 

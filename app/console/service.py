@@ -13,7 +13,7 @@ from app.audit.models import AuditHead
 from app.auth.service import Client
 from app.erasure_requests.children import top_level
 from app.erasure_requests.models import ErasureRequest, RequestStatus
-from app.jobs.models import REGISTER, Job
+from app.jobs.models import Job
 from app.registry.models import AliasMove, Model, ModelVersion
 
 
@@ -103,21 +103,6 @@ def latest_versions(*, session: Session, model_ids: list[int]) -> dict[int, Mode
         )
     )
     return {v.model_id: v for v in rows}
-
-
-def registration_jobs(*, session: Session, models: list[Model]) -> dict[int, Job]:
-    """The newest registration job of each model registered through one (phase, percent)."""
-    ids = [m.id for m in models if m.registration is not None]
-    if not ids:
-        return {}
-    jobs: dict[int, Job] = {}
-    for job in session.scalars(
-        select(Job)
-        .where(Job.model_id.in_(ids), Job.kind == REGISTER)
-        .order_by(Job.created_at.desc())
-    ):
-        jobs.setdefault(job.model_id, job)
-    return jobs
 
 
 def alias_moves(*, session: Session, model: Model) -> list[AliasMove]:

@@ -135,7 +135,7 @@ def claim(*, session: Session, job_id: str, worker: str) -> Claim | None:
         request_ids=request_ids,
         new_sample_ids=new_ids,
         erased_sample_ids=sorted(erased),
-        head_module=(model.registration or {}).get("head_module"),
+        head_module=model.head_module,
     )
 
 

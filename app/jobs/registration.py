@@ -115,7 +115,7 @@ def claim(*, session: Session, job_id: str, worker: str) -> RegistrationClaim | 
         dataset_params=dict(model.dataset_params),
         upload=str(model.registration["upload"]),
         upload_format=str(model.registration.get("format", "safetensors")),
-        head_module=model.registration.get("head_module"),
+        head_module=model.head_module,
     )
 
 

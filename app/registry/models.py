@@ -31,8 +31,14 @@ class Model(Base):
     `rejected` (`status_reason` says why; nothing of it is left but this row)."""
     status_reason: Mapped[str | None] = mapped_column(String(4096))
     registration: Mapped[dict[str, Any] | None]
-    """What its registration job needs: the upload's blob digest and format, the actor;
-    None for models registered synchronously."""
+    """What its registration job needs: the upload's blob digest and format, the actor,
+    the named `head_module`; None for models registered without a job (the demo)."""
+
+    @property
+    def head_module(self) -> str | None:
+        """The logits layer named at registration (`torchvision:` architectures); None:
+        found automatically, or defined by the architecture."""
+        return (self.registration or {}).get("head_module")
 
 
 VALIDATING, READY, REJECTED = "validating", "ready", "rejected"

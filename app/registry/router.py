@@ -80,7 +80,7 @@ def _read(session: SessionDep, model: Model) -> ModelRead:
             job_id=job.id, status=job.status.value, phase=job.phase, progress=job.progress
         ),
         architecture=model.architecture,
-        head_module=(model.registration or {}).get("head_module"),
+        head_module=model.head_module,
         num_classes=model.num_classes,
         dataset_id=model.dataset_id,
         auto_promote=model.auto_promote,

@@ -101,14 +101,21 @@ def get_model(*, session: Session, name: str) -> Model:
 
 def registration_job(*, session: Session, model: Model) -> Job | None:
     """The model's registration job, if it was registered through one."""
-    if model.registration is None:
-        return None
-    return session.scalar(
-        select(Job)
-        .where(Job.model_id == model.id, Job.kind == REGISTER)
-        .order_by(Job.created_at.desc())
-        .limit(1)
-    )
+    return registration_jobs(session=session, models=[model]).get(model.id)
+
+
+def registration_jobs(*, session: Session, models: list[Model]) -> dict[int, Job]:
+    """The newest registration job of each of `models` registered through one, by model id."""
+    ids = [m.id for m in models if m.registration is not None]
+    jobs: dict[int, Job] = {}
+    if ids:
+        for job in session.scalars(
+            select(Job)
+            .where(Job.model_id.in_(ids), Job.kind == REGISTER)
+            .order_by(Job.created_at.desc())
+        ):
+            jobs.setdefault(job.model_id, job)
+    return jobs
 
 
 def list_models(*, session: Session) -> list[Model]:
