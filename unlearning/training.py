@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -60,8 +61,13 @@ def fit(
     hooks: Hooks,
     phase: str = "train",
     params: list[nn.Parameter] | None = None,
+    criterion: Callable[[torch.Tensor, torch.Tensor], torch.Tensor] | None = None,
 ) -> nn.Module:
-    """Train ``model`` (in place) on ``split`` with cross-entropy, following ``recipe``."""
+    """Train ``model`` (in place) on ``split`` with cross-entropy, following ``recipe``.
+
+    ``criterion(output, labels)`` replaces the cross-entropy (label smoothing is then the
+    criterion's own business): a model whose output is not one logit row per sample.
+    """
     model.to(device).train()
     opt = make_optimizer(
         params if params is not None else model.parameters(),
@@ -75,7 +81,7 @@ def fit(
         sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=max(recipe.epochs, 1))
     gen = torch.Generator().manual_seed(seed)
     x, y = split.x.to(device), split.y.to(device)
-    ce = nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
+    ce = criterion or nn.CrossEntropyLoss(label_smoothing=recipe.label_smoothing)
 
     def loss(batch: tuple[torch.Tensor, ...]) -> torch.Tensor:
         value: torch.Tensor = ce(model(batch[0]), batch[1])

@@ -217,3 +217,36 @@ def test_remnant_probes_hold_pooled_activations_of_a_chunk_at_a_time(
 
 def whole_rows(data: ul.UnlearnData) -> int:
     return len(data.retain) + len(data.forget) + len(data.val)
+
+
+def test_the_depth_probes_trained_together_are_the_probes_trained_alone() -> None:
+    """The remnant estimate fits every depth's probe in one loop (a third to half the time on
+    MNIST-1D); each probe must still end as its own fit with the model's recipe would."""
+    from unlearning.methods import remnant
+    from unlearning.training import TrainRecipe, fit
+
+    gen = torch.Generator().manual_seed(0)
+    dims, n, classes = [12, 5, 30], 300, 4
+    cols = [torch.randn(n, d, generator=gen) for d in dims]
+    y = torch.randint(0, classes, (n,), generator=gen)
+    recipe = TrainRecipe(epochs=3, lr=1e-2, batch_size=32, weight_decay=1e-2)
+    ids = tuple(str(i) for i in range(n))
+
+    together = remnant._DepthProbes(dims, classes, seed=3)
+    fit(
+        together,
+        ul.Split(torch.cat(cols, dim=1), y, ids),
+        recipe,
+        seed=3,
+        device="cpu",
+        hooks=ul.Hooks(),
+        criterion=together.criterion,
+    )
+    for probe, z in zip(together.probes, cols, strict=True):
+        alone = torch.nn.Linear(z.shape[1], classes)
+        torch.manual_seed(3)
+        alone.reset_parameters()
+        fit(alone, ul.Split(z, y, ids), recipe, seed=3, device="cpu", hooks=ul.Hooks())
+        assert torch.allclose(probe.weight, alone.weight, atol=1e-5)
+        assert torch.allclose(probe.bias, alone.bias, atol=1e-5)
+        assert not torch.allclose(alone.weight, torch.zeros_like(alone.weight))

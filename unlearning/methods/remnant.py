@@ -143,6 +143,37 @@ def _pooled_embed(
     return torch.cat(parts) if parts else torch.empty(0)
 
 
+class _DepthProbes(nn.Module):
+    """One linear probe per depth over the depths' activations laid side by side: probe d
+    reads only its own ``dims[d]`` columns. Each is initialised as a lone probe with ``seed``
+    would be; the output is ``(depths, n, classes)``."""
+
+    def __init__(
+        self, dims: list[int], num_classes: int, seed: int, label_smoothing: float = 0.0
+    ) -> None:
+        super().__init__()
+        self.dims = dims
+        self.label_smoothing = label_smoothing
+        self.probes = nn.ModuleList()
+        for dim in dims:
+            probe = nn.Linear(dim, num_classes)
+            with torch.random.fork_rng(devices=[]):
+                torch.manual_seed(seed)
+                probe.reset_parameters()
+            self.probes.append(probe)
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        cols = z.split(self.dims, dim=1)
+        return torch.stack([probe(c) for probe, c in zip(self.probes, cols, strict=True)])
+
+    def criterion(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Each probe's own mean cross-entropy, summed: each probe's gradient is the one its
+        separate fit would get."""
+        return torch.stack(
+            [F.cross_entropy(out, y, label_smoothing=self.label_smoothing) for out in logits]
+        ).sum()
+
+
 @torch.enable_grad()
 def probe_kept_shares(
     model: SplitModel,
@@ -168,7 +199,9 @@ def probe_kept_shares(
     (``depth_cuts``) a fresh linear probe (standardised, pooled activations; the model's own
     recipe) is trained twice, on the retain set (the class down to its remnant) and on the
     whole training set (retain + forget); the share kept at that depth is the ratio of their
-    val recalls of the class, and the estimate is its mean over the depths. Reads retain,
+    val recalls of the class, and the estimate is its mean over the depths. The depths'
+    probes are trained side by side in one fit per training set (``_DepthProbes``: same
+    batches, same initialisation, same gradients as separate fits, one loop). Reads retain,
     forget and val only. Measured against retraining: BENCHMARKS.md, "Most of a class".
 
     Activations are computed ``chunk`` rows at a time and pooled at once, so what is held is
@@ -176,8 +209,9 @@ def probe_kept_shares(
     """
     train_y = torch.cat([data.retain.y, data.forget.y])
     y_v = data.val.y
-    per_depth: dict[int, dict[int, float]] = {k: {} for k in classes}
-    for cut in depth_cuts(model, depths):
+    cuts = depth_cuts(model, depths)
+    parts: list[tuple[torch.Tensor, torch.Tensor, torch.Tensor]] = []
+    for cut in cuts:
         hooks.check()
         z_r, z_f, z_v = (
             _pooled_embed(model, s, cut, device, max_dim, chunk)
@@ -185,22 +219,34 @@ def probe_kept_shares(
         )
         z_all = torch.cat([z_r, z_f])
         mu, sd = z_all.mean(0), z_all.std(0) + 1e-6
-        recalls = []
-        for z, y in ((z_r, data.retain.y), (z_all, train_y)):
-            probe = nn.Linear(z.shape[1], model.num_classes)
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)
-                probe.reset_parameters()
-            split = Split((z - mu) / sd, y, tuple(str(i) for i in range(len(y))))
-            fit(probe, split, recipe, seed=seed, device=device, hooks=hooks, phase="shadow")
-            with torch.no_grad():
-                recalls.append(probe((z_v.to(device) - mu.to(device)) / sd.to(device)).argmax(1))
+        parts.append(((z_r - mu) / sd, (z_f - mu) / sd, (z_v - mu) / sd))
+    # every depth's probe in one fit (``_DepthProbes``): the same batches as separate fits
+    z_r, z_f, z_v = (torch.cat(p, dim=1) for p in zip(*parts, strict=True))
+    dims = [p[0].shape[1] for p in parts]
+    predicted = []
+    for z, y in ((z_r, data.retain.y), (torch.cat([z_r, z_f]), train_y)):
+        probes = _DepthProbes(dims, model.num_classes, seed, recipe.label_smoothing)
+        split = Split(z, y, tuple(str(i) for i in range(len(y))))
+        fit(
+            probes,
+            split,
+            recipe,
+            seed=seed,
+            device=device,
+            hooks=hooks,
+            phase="shadow",
+            criterion=probes.criterion,
+        )
+        with torch.no_grad():
+            predicted.append(probes(z_v.to(device)).argmax(2))  # (depths, n_val)
+    per_depth: dict[int, dict[int, float]] = {k: {} for k in classes}
+    for d, cut in enumerate(cuts):
         for k in classes:
-            rows = (y_v == k).to(recalls[0].device)
+            rows = (y_v == k).to(predicted[0].device)
             if not bool(rows.any()):
                 continue
-            kept = float((recalls[0][rows] == k).float().mean())
-            full = float((recalls[1][rows] == k).float().mean())
+            kept = float((predicted[0][d][rows] == k).float().mean())
+            full = float((predicted[1][d][rows] == k).float().mean())
             if full > 0:
                 per_depth[k][cut] = min(1.0, kept / full)
     out = {k: (sum(v.values()) / len(v) if v else 1.0) for k, v in per_depth.items()}
