@@ -154,13 +154,7 @@ class _DepthProbes(nn.Module):
         super().__init__()
         self.dims = dims
         self.label_smoothing = label_smoothing
-        self.probes = nn.ModuleList()
-        for dim in dims:
-            probe = nn.Linear(dim, num_classes)
-            with torch.random.fork_rng(devices=[]):
-                torch.manual_seed(seed)
-                probe.reset_parameters()
-            self.probes.append(probe)
+        self.probes = nn.ModuleList(_fresh_copy(nn.Linear(d, num_classes), seed) for d in dims)
 
     def forward(self, z: torch.Tensor) -> torch.Tensor:
         cols = z.split(self.dims, dim=1)
@@ -240,11 +234,11 @@ def probe_kept_shares(
         with torch.no_grad():
             predicted.append(probes(z_v.to(device)).argmax(2))  # (depths, n_val)
     per_depth: dict[int, dict[int, float]] = {k: {} for k in classes}
-    for d, cut in enumerate(cuts):
-        for k in classes:
-            rows = (y_v == k).to(predicted[0].device)
-            if not bool(rows.any()):
-                continue
+    for k in classes:
+        rows = (y_v == k).to(predicted[0].device)
+        if not bool(rows.any()):
+            continue
+        for d, cut in enumerate(cuts):
             kept = float((predicted[0][d][rows] == k).float().mean())
             full = float((predicted[1][d][rows] == k).float().mean())
             if full > 0:
