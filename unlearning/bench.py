@@ -251,22 +251,40 @@ def _clock() -> float:
 
 
 def merge(results: Sequence[dict[str, Any]]) -> list[dict[str, Any]]:
-    """Results of separate runs (other seeds, same dataset and scenario) as one per scenario."""
+    """Results of separate runs (other seeds, same dataset and scenario) as one per scenario.
+
+    A seed found in several runs is one row whose methods are the union of theirs, a later
+    run's method replacing an earlier one's: rerunning ``retrain,default`` after a change to
+    the default method updates those rows and keeps the baselines measured before (their
+    code, seeds and retrain being the same; each row keeps its own gap and speed-up).
+    """
     groups: dict[tuple[str, str], list[dict[str, Any]]] = {}
     for r in results:
         groups.setdefault((r["dataset"], r["scenario"]), []).append(r)
     out = []
     for (dataset, scenario), parts in groups.items():
-        seeds: list[int] = []
-        rows: list[dict[str, Any]] = []
+        by_seed: dict[int, dict[str, Any]] = {}
         for p in parts:
             for seed, row in zip(p["seeds"], p["rows"], strict=True):
-                if seed not in seeds:  # the same seed from two runs counts once
-                    seeds.append(seed)
-                    rows.append(row)
+                before = by_seed.get(seed, {})
+                if "retrain" in before and "retrain" in row:
+                    _same_retrain(before["retrain"], row["retrain"], scenario, seed)
+                by_seed[seed] = {**before, **row}
+        seeds, rows = list(by_seed), list(by_seed.values())
         picked = sorted({m for p in parts for m in p.get("default_method", [])})
         out.append(_summarise(dataset, scenario, seeds, rows, picked, parts[0]["device"]))
     return out
+
+
+def _same_retrain(a: dict[str, Any], b: dict[str, Any], scenario: str, seed: int) -> None:
+    """Rows of one seed from two runs are merged only if their retrains agree (the gaps of
+    either run are measured against it)."""
+    for key in ("UA", "RA", "TA", "MIA"):
+        if abs((a.get(key) or 0.0) - (b.get(key) or 0.0)) > 1e-6:
+            raise ValueError(
+                f"{scenario} seed {seed}: the runs' retrains differ ({key} {a.get(key)} vs "
+                f"{b.get(key)}); their rows cannot be merged"
+            )
 
 
 _SCENARIO_LINE = re.compile(
@@ -388,7 +406,7 @@ def _summarise(
         "methods": {},
         "rows": _json_safe(list(per_seed)),
     }
-    for m in per_seed[0]:
+    for m in [m for m in per_seed[0] if all(m in p for p in per_seed)]:
         entry: dict[str, Any] = {}
         std: dict[str, float] = {}
         for key in REPORTED:

@@ -98,3 +98,42 @@ def test_a_stopped_runs_log_is_read_back_complete_scenarios_only() -> None:
     assert result["scenario"] == "random:0.1" and result["seeds"] == [3]
     assert result["methods"]["default"]["avg_gap"] == pytest.approx((2 + 0 + 1 + 2) / 4)
     assert result["methods"]["default"]["speedup_vs_retrain"] == pytest.approx(100.0)
+
+
+def _row(gap: float, ua: float = 5.0) -> dict[str, float]:
+    return {"UA": ua, "RA": 99.0, "TA": 90.0, "MIA": 20.0, "avg_gap": gap, "rte_s": 1.0}
+
+
+def test_a_rerun_of_the_default_replaces_it_and_keeps_the_baselines() -> None:
+    """After a change to the default method, ``retrain,default`` rerun on the same seeds
+    is merged into the earlier full run: new default rows, the earlier baselines, the paired
+    comparison recomputed; runs whose retrains differ are refused."""
+    from unlearning.bench import _summarise, merge
+
+    seeds = [10, 11]
+    first = _summarise(
+        "d",
+        "random:0.1",
+        seeds,
+        [{"retrain": _row(0.0), "default": _row(3.0), "neggrad": _row(2.0)} for _ in seeds],
+        ["lau-calibrated"],
+        "cpu",
+    )
+    rerun = _summarise(
+        "d",
+        "random:0.1",
+        seeds,
+        [{"retrain": _row(0.0), "default": _row(1.0)} for _ in seeds],
+        ["lau-calibrated"],
+        "cpu",
+    )
+    (merged,) = merge([first, rerun])
+    assert merged["seeds"] == seeds
+    assert merged["methods"]["default"]["per_seed_gap"] == [1.0, 1.0]
+    assert merged["methods"]["neggrad"]["per_seed_gap"] == [2.0, 2.0]
+    assert merged["paired"]["neggrad"]["default_lower"] == 2
+    other = _summarise(
+        "d", "random:0.1", seeds, [{"retrain": _row(0.0, ua=7.0)} for _ in seeds], [], "cpu"
+    )
+    with pytest.raises(ValueError, match="retrains differ"):
+        merge([first, other])
