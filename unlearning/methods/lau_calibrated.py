@@ -423,6 +423,7 @@ def _calibrate(
     small_drop: set[int] = set()
     fixed = torch.zeros(n_f, dtype=torch.bool, device=device)
     fixed_targets = torch.zeros_like(path[0])
+    class_wrong: dict[str, int] = {}
     if mostly and cfg.mostly_targets == "class":
         with torch.no_grad():
             val_logits = teacher(z_v)
@@ -461,10 +462,12 @@ def _calibrate(
                     recall_v = float((shifted_v.argmax(1) == k).float().mean())
                     near = score[rows].argsort()[: round((1 - recall_v) * n_k)]
                     logits_k[near] = wrong_class_targets(logits_k[near], y_f[rows][near])
-                    info.setdefault("class_wrong", {})[str(k)] = len(near)
+                    class_wrong[str(k)] = len(near)
                 fixed_targets[rows] = _log_softmax(logits_k / cfg.temperature)
             fixed[rows] = True
             lost[rows] = False
+    if class_wrong:
+        info["class_wrong"] = class_wrong
 
     # 2. + 3. quantile targets from val, and the teacher's logits where the path meets them
     def desired(conf_val: torch.Tensor) -> torch.Tensor:
