@@ -207,6 +207,10 @@ def lau_calibrated(
 ) -> UnlearnResult:
     if cfg.rank not in ("flip", "margin", "confidence"):
         raise ValueError(f"rank must be 'flip', 'margin' or 'confidence', got {cfg.rank!r}")
+    if cfg.levels not in ("uniform", "retain"):
+        raise ValueError(f"levels must be 'uniform' or 'retain', got {cfg.levels!r}")
+    if cfg.class_wrong not in ("none", "recall"):
+        raise ValueError(f"class_wrong must be 'none' or 'recall', got {cfg.class_wrong!r}")
     forgotten = data.forgotten_classes
     val = data.val.without_classes(forgotten)
     if len(data.forget) and len(val) < MIN_VAL:
@@ -381,10 +385,7 @@ def _calibrate(
     # 1. Partial-PGD path on the forget activations: teacher logits at every point
     hooks.progress("attack", 0.0)
     step = cfg.step * float((z_r if len(z_r) else z_f).abs().mean())
-    path = _pgd_path(teacher, z_f, y_f, step, cfg.steps, nonneg, hooks)  # (steps+1, n, C)
-    conf_path = _log_softmax(path).gather(2, _expand(y_f, path)).squeeze(2).exp()
-    margin_path = _margin(path, y_f)
-    score = _rank_score(cfg.rank, conf_path, margin_path)
+    path, conf_path, score = _scored_path(teacher, z_f, y_f, step, cfg, nonneg, hooks)
     n_f = len(y_f)
     levels = _levels(cfg, score, teacher, z_r, y_r, step, nonneg, hooks)
     info["levels_mean"] = round(float(levels.mean()), 4)
@@ -418,8 +419,6 @@ def _calibrate(
     # kept share: quantiles of its class-k val confidences, ranked by flip distance
     if cfg.mostly_targets not in ("class", "share"):
         raise ValueError(f"mostly_targets must be 'class' or 'share', got {cfg.mostly_targets!r}")
-    if cfg.class_wrong not in ("none", "recall"):
-        raise ValueError(f"class_wrong must be 'none' or 'recall', got {cfg.class_wrong!r}")
     small_drop: set[int] = set()
     fixed = torch.zeros(n_f, dtype=torch.bool, device=device)
     fixed_targets = torch.zeros_like(path[0])
@@ -599,6 +598,22 @@ def _calibrate(
     return info
 
 
+def _scored_path(
+    teacher: nn.Module,
+    z: torch.Tensor,
+    y: torch.Tensor,
+    step: float,
+    cfg: LAUCalibratedConfig,
+    nonneg: bool,
+    hooks: Hooks,
+) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Step 1 for activations ``z``: the Partial-PGD path's teacher logits ``(steps+1, n, C)``,
+    the true-label confidence along it ``(steps+1, n)`` and each sample's ``rank`` score."""
+    path = _pgd_path(teacher, z, y, step, cfg.steps, nonneg, hooks)
+    conf = _log_softmax(path).gather(2, _expand(y, path)).squeeze(2).exp()
+    return path, conf, _rank_score(cfg.rank, conf, _margin(path, y))
+
+
 def _levels(
     cfg: LAUCalibratedConfig,
     score: torch.Tensor,
@@ -617,13 +632,9 @@ def _levels(
             torch.arange(n_f, dtype=score.dtype, device=score.device) + 0.5
         ) / n_f
         return levels
-    if cfg.levels != "retain":
-        raise ValueError(f"levels must be 'uniform' or 'retain', got {cfg.levels!r}")
     gen = torch.Generator().manual_seed(cfg.seed + 1)
     pick = torch.randperm(len(z_r), generator=gen)[: cfg.level_reference].to(z_r.device)
-    ref_path = _pgd_path(teacher, z_r[pick], y_r[pick], step, cfg.steps, nonneg, hooks)
-    conf = _log_softmax(ref_path).gather(2, _expand(y_r[pick], ref_path)).squeeze(2).exp()
-    ref = _rank_score(cfg.rank, conf, _margin(ref_path, y_r[pick]))
+    _, _, ref = _scored_path(teacher, z_r[pick], y_r[pick], step, cfg, nonneg, hooks)
     below = (ref[None, :] < score[:, None]).to(score.dtype).mean(1)
     tied = (ref[None, :] == score[:, None]).to(score.dtype).mean(1)
     half = 0.5 / len(ref)
