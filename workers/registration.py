@@ -33,6 +33,7 @@ from app.jobs import attempt as jobs
 from app.jobs import registration
 from app.jobs.models import JobStatus
 from app.registry.models import REJECTED, Model, TrainingSample
+from app.registry.training_set import held_out_shortfall
 from workers.datasets import REFERENCE, feature_cache
 from workers.pipeline import Heartbeat, Progress, _finite, open_dataset, resolve_device
 from workers.runtime import Runtime
@@ -210,6 +211,11 @@ def _register(
     progress.set("opening data")
     ds = _data(claim, rt)
     _matches_manifest(claim, rt, ds)
+    # every path checked again on the data as opened: a built-in dataset's params (its
+    # `val_frac`) set the held-out size only here
+    short = held_out_shortfall(f"val of dataset {claim.dataset_id!r}", len(ds.val))
+    if short:
+        raise Rejected(short)
     _fits(claim, model, ds)
     progress.set("reading data")
     cache = _warm(claim, rt, model, ds, device, progress)

@@ -24,7 +24,7 @@ from app.core.config import Settings
 from app.core.errors import InvalidRegistration, InvalidTrainingSet, Unprocessable
 from app.core.subjects import subject_ref
 from app.core.text import UNSAFE_ID_CHARS, UNSAFE_ID_RULE
-from app.registry.training_set import MIN_VAL_SAMPLES
+from app.registry.training_set import held_out_shortfall
 from models_store.dataset_manifest import ManifestError, read_manifest
 
 LAYOUTS = ("image-folder", "image-files", "webdataset")
@@ -140,11 +140,9 @@ def read_reference(
         problems += [f"sample_id {r['sample_id']!r}: no uri" for r in summary.rows if not r["uri"]]
     if summary.splits.get("train", 0) == 0:
         problems.append("the manifest has no train rows")
-    if summary.splits.get("val", 0) < MIN_VAL_SAMPLES:
-        problems.append(
-            f"the val split has {summary.splits.get('val', 0)} rows; at least "
-            f"{MIN_VAL_SAMPLES} are needed to calibrate and verify sample-level erasure"
-        )
+    short = held_out_shortfall("the manifest's val rows", summary.splits.get("val", 0))
+    if short:
+        problems.append(short)
     if problems:
         raise InvalidTrainingSet(
             f"the manifest has {len(problems)} problem(s): " + "; ".join(problems[:5]),

@@ -29,6 +29,19 @@ MIN_VAL_SAMPLES = 100
 confidences and the verification gate compares forget-set with held-out accuracy: with n
 samples at ~90 % accuracy that accuracy's standard error is 30/sqrt(n) points, 3 at n = 100,
 already the size of what is being measured."""
+
+
+def held_out_shortfall(split: str, count: int) -> str | None:
+    """Why a held-out split of ``count`` samples is too small to register with, or None."""
+    if count >= MIN_VAL_SAMPLES:
+        return None
+    return (
+        f"the held-out split ({split}) has {count} samples; at least {MIN_VAL_SAMPLES} are "
+        f"needed to calibrate and verify sample-level erasure (the standard error of a "
+        f"held-out accuracy over fewer samples exceeds 3 points)"
+    )
+
+
 MANIFEST_ARRAYS = ("ids", "y")
 
 
@@ -90,14 +103,9 @@ def read_npz(
         yv = arrays["y_val"]
         if yv.ndim != 1 or len(yv) != len(arrays["ids_val"]) or len(yv) != len(arrays["x_val"]):
             raise _fail("`x_val`, `y_val`, `ids_val` must have the same length", field)
-        if len(yv) < MIN_VAL_SAMPLES:
-            raise _fail(
-                f"the held-out split (`x_val`, `y_val`, `ids_val`) has {len(yv)} samples; at "
-                f"least {MIN_VAL_SAMPLES} are needed to calibrate and verify sample-level "
-                f"erasure (the standard error of a held-out accuracy over fewer samples "
-                f"exceeds 3 points)",
-                field,
-            )
+        short = held_out_shortfall("`x_val`, `y_val`, `ids_val`", len(yv))
+        if short:
+            raise _fail(short, field)
         if len(yv):
             top = max(top, int(yv.max()))
     refs: list[str | None] | None = None

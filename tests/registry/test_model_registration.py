@@ -260,6 +260,35 @@ def test_a_builtin_dataset_that_cannot_be_opened_rejects_the_model(
 
 
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
+def test_a_builtin_dataset_whose_params_leave_too_few_held_out_samples_rejects_the_model(
+    api_client: Any, seeded: Any, demo_artifacts: Any
+) -> None:
+    from lethe.demo import DEMO_DATASET
+    from tests.support.registration import run_jobs
+    from workers.pipeline import load_dataset
+
+    params = {"seed": 0, "val_frac": 0.02}  # 36 val samples: too few to calibrate against
+    ds = load_dataset(DEMO_DATASET, params)
+    assert len(ds.val) < 100
+    out = io.BytesIO()
+    np.savez(out, ids=np.array(list(ds.train.ids)), y=ds.train.y.numpy())
+    admin = {"X-API-Key": create_key(seeded, ["admin"])}
+    resp = _register(
+        api_client,
+        admin,
+        {"checkpoint": ("w", demo_artifacts.checkpoint), "manifest": ("m.npz", out.getvalue())},
+        name="few-held-out",
+        dataset=DEMO_DATASET,
+        dataset_params=json.dumps(params),
+    )
+    assert resp.status_code == 202, resp.text
+    assert run_jobs(seeded, "few-held-out") == ["rejected"]
+    model = api_client.get("/v1/models/few-held-out", headers=admin).json()
+    assert model["status"] == "rejected" and model["latest_version"] == 0
+    assert f"has {len(ds.val)} samples; at least 100" in model["status_reason"]
+
+
+@pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_a_manifest_that_is_not_the_builtin_datasets_training_split_rejects_the_model(
     api_client: Any, seeded: Any, demo_artifacts: Any
 ) -> None:

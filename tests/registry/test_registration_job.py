@@ -345,6 +345,17 @@ def test_bad_manifests_locations_and_headers_are_refused_at_once(
         f"line {N_TRAIN + N_VAL + N_TEST + 4} (late): split must be one of "
         "['train', 'val', 'test']",
     ]
+    # all but 99 val rows moved to train: one short of the held-out minimum
+    lines = good.splitlines(keepends=True)
+    val_rows = [i for i, line in enumerate(lines) if b",val," in line]
+    assert len(val_rows) == N_VAL
+    few_val = b"".join(
+        line.replace(b",val,", b",train,") if i == val_rows[0] else line
+        for i, line in enumerate(lines)
+    )
+    resp = post(manifest=few_val)
+    assert resp.status_code == 422, resp.text
+    assert "has 99 samples; at least 100 are needed" in resp.json()["detail"], resp.text
     outside = tmp_path / "elsewhere"
     outside.mkdir()
     (datasets / "escape").unlink(missing_ok=True)
