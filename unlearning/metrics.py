@@ -151,6 +151,9 @@ def evaluate(
 ) -> dict[str, float | None]:
     """UA, RA, TA, MIA, probe_UA (plus forget/val accuracy) of ``model`` on ``data``.
 
+    Where the request forgets whole classes, ``class_UA`` is the UA of their samples and, if
+    it also holds single samples (scope ``mixed``), ``sample_UA`` that of the rest.
+
     Logits come from penultimate embeddings (through ``cache`` when given), so evaluating
     several head-only versions of one backbone costs one backbone pass.
     """
@@ -184,6 +187,7 @@ def evaluate(
     )
     in_mostly = torch.isin(data.test.y, torch.tensor(mostly, dtype=torch.long))
     return {
+        **_scope_parts(l_f, data.forget.y, forgotten),
         "UA": ua,
         "RA": _acc(l_r, data.retain.y),
         "TA": _acc(l_t, test.y),
@@ -195,6 +199,24 @@ def evaluate(
         if mostly
         else None,
     }
+
+
+def _scope_parts(
+    logits: torch.Tensor, y: torch.Tensor, forgotten: tuple[int, ...]
+) -> dict[str, float]:
+    """UA of the forget set's two parts where it holds whole classes: ``class_UA`` over the
+    samples of the forgotten classes and, in a mixed request, ``sample_UA`` over the rest
+    (the gate judges each part by its own rule; the overall UA mixes them)."""
+    if not forgotten:
+        return {}
+    in_class = torch.isin(y, torch.tensor(forgotten, dtype=torch.long))
+    if not bool(in_class.any()):
+        return {}
+    mask = in_class.to(logits.device)
+    parts = {"class_UA": 100 - _acc(logits[mask], y[in_class])}
+    if not bool(in_class.all()):
+        parts["sample_UA"] = 100 - _acc(logits[~mask], y[~in_class])
+    return parts
 
 
 @torch.no_grad()

@@ -153,11 +153,16 @@ def gate(
     if scope in ("sample", "mixed"):
         import unlearning as ul
 
+        part, parent = metrics, base_metrics
+        count = int(metrics.get("forget_count") or 0)
+        if scope == "mixed" and metrics.get("sample_UA") is not None:
+            # the single samples judged on their own: the class part's UA (~100) would
+            # hide a sample part the result left as the parent had it
+            part = {"UA": metrics["sample_UA"]}
+            parent = {"UA": base_metrics.get("sample_UA"), "VA": base_metrics.get("VA")}
+            count = int(metrics.get("sample_forget_count") or 0)
         why = ul.check_forgetting(
-            metrics,
-            base_metrics,
-            forget_count=int(metrics.get("forget_count") or 0),
-            val_count=int(metrics.get("val_count") or 0),
+            part, parent, forget_count=count, val_count=int(metrics.get("val_count") or 0)
         )
         if why is not None:
             return why
@@ -237,6 +242,7 @@ def _unlearn(claim: jobs.Claim, rt: Runtime, progress: Progress) -> flows.Outcom
     methods = [settings.unlearning_method or ul.choose_method(data)]
     if settings.policy_fallback_method and settings.policy_fallback_method not in methods:
         methods.append(settings.policy_fallback_method)
+    class_count = int(sum(1 for y in data.forget.y.tolist() if y in data.forgotten_classes))
     refusals: list[str] = []
     for method in methods:
         try:
@@ -251,6 +257,7 @@ def _unlearn(claim: jobs.Claim, rt: Runtime, progress: Progress) -> flows.Outcom
             {
                 "scope": data.scope,
                 "forget_count": len(data.forget),
+                "sample_forget_count": len(data.forget) - class_count,
                 "val_count": len(data.val),
                 "new_forget_count": len(claim.new_sample_ids),
                 "erased_count": len(set(claim.erased_sample_ids) | set(claim.new_sample_ids)),

@@ -46,6 +46,31 @@ def test_gate_refuses_a_weak_result_and_escalates_to_the_fallback(
     assert version["metrics"]["UA"] >= 99
 
 
+def test_a_class_plus_a_few_samples_is_one_version_that_forgets_both(
+    embedded_client: Any, seeded: Any, admin_headers: dict[str, str]
+) -> None:
+    """Default settings (no fallback): the gate judges the class part by its own UA and
+    the single samples by theirs, so a mixed request is published, not refused."""
+    sevens = training_ids(seeded, label=7)
+    others = [i for i in training_ids(seeded) if i not in set(sevens)][:5]
+    resp = embedded_client.post(
+        "/v1/erasure-requests", json=erasure_body(sevens + others), headers=admin_headers
+    )
+    done = wait_for_status(
+        embedded_client, resp.json()["id"], admin_headers, ("completed", "failed"), timeout=180
+    )
+    assert done["status"] == "completed", done
+    version = embedded_client.get(
+        f"/v1/models/digits-cnn/versions/{done['result_version']}", headers=admin_headers
+    ).json()
+    metrics = version["metrics"]
+    assert version["method"] == "lau-calibrated" and metrics["scope"] == "mixed"
+    assert metrics["gate_refusals"] == []
+    assert metrics["class_UA"] >= 99  # the class forgotten as a class
+    assert metrics["sample_forget_count"] == 5 and metrics["sample_UA"] is not None
+    assert metrics["UA"] < metrics["class_UA"]  # the overall UA mixes the two parts
+
+
 @pytest.mark.overrides(policy_min_class_ua=101.0, request_max_attempts=1)
 def test_gate_fails_the_job_with_its_reason_and_publishes_nothing(
     embedded_client: Any, seeded: Any, admin_headers: dict[str, str]
