@@ -17,7 +17,7 @@ import json
 import logging
 import math
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -243,15 +243,9 @@ def _unlearn(claim: jobs.Claim, rt: Runtime, progress: Progress) -> flows.Outcom
     if settings.policy_fallback_method and settings.policy_fallback_method not in methods:
         methods.append(settings.policy_fallback_method)
     class_count = int(sum(1 for y in data.forget.y.tolist() if y in data.forgotten_classes))
-    refusals: list[str] = []
-    for method in methods:
-        try:
-            result = ul.unlearn(model, data, method=method, device=device, hooks=hooks, cache=cache)
-        except ul.NoChangeError as exc:  # the same on every attempt: refused like the gate's
-            refusals.append(f"{method}: {exc}")
-            log.warning("job %s: %s changed nothing (%s)", claim.job_id, method, exc)
-            continue
-        progress.set("verifying")
+
+    def measure(result: Any) -> dict[str, Any]:
+        """What the version records of a result, and what the gate reads."""
         metrics: dict[str, Any] = dict(ul.evaluate(result.model, data, device=device, cache=cache))
         metrics.update(
             {
@@ -270,6 +264,18 @@ def _unlearn(claim: jobs.Claim, rt: Runtime, progress: Progress) -> flows.Outcom
         metrics["parent"] = _finite(parent_metrics)
         after = ul.confidence_histograms(result.model, data, device=device, cache=cache)
         metrics["confidence"] = {"before": before, "after": after}  # drawn by the console
+        return metrics
+
+    refusals: list[str] = []
+    for method in methods:
+        try:
+            result = ul.unlearn(model, data, method=method, device=device, hooks=hooks, cache=cache)
+        except ul.NoChangeError as exc:  # the same on every attempt: refused like the gate's
+            refusals.append(f"{method}: {exc}")
+            log.warning("job %s: %s changed nothing (%s)", claim.job_id, method, exc)
+            continue
+        progress.set("verifying")
+        metrics = measure(result)
         reason = gate(metrics, parent_metrics, data.scope, settings)
         metrics["gate_refusals"] = list(refusals)
         if reason is None:
@@ -278,6 +284,11 @@ def _unlearn(claim: jobs.Claim, rt: Runtime, progress: Progress) -> flows.Outcom
         log.warning("job %s: verification refused %s (%s)", claim.job_id, method, reason)
     else:
         raise PolicyRefused("verification gate refused every method: " + "; ".join(refusals))
+    if settings.policy_min_probe_ua is not None:
+        progress.set("verifying")
+        result, metrics = _ensure_depth(
+            model, data, result, metrics, measure, parent_metrics, settings, device, hooks, cache
+        )
     progress.set("publishing")
     blob = ul.save_checkpoint(
         result.model,
@@ -297,6 +308,41 @@ def _unlearn(claim: jobs.Claim, rt: Runtime, progress: Progress) -> flows.Outcom
         checkpoint_size=put.manifest.size,
         stored_bytes=put.new_bytes,
     )
+
+
+def _ensure_depth(
+    model: Any,
+    data: Any,
+    result: Any,
+    metrics: dict[str, Any],
+    measure: Callable[[Any], dict[str, Any]],
+    parent_metrics: dict[str, Any],
+    settings: Settings,
+    device: Any,
+    hooks: Any,
+    cache: Any,
+) -> tuple[Any, dict[str, Any]]:
+    """The operator's depth policy (`policy_min_probe_ua`) on a result the gate accepted:
+    where a linear probe still recovers the forgotten samples from its backbone,
+    `policy_depth_method` runs on the parent instead (`unlearning.ensure_depth`); the
+    version records the probe, which method was used and why (`metrics.depth`). The
+    escalated result passes the same gate, or the job fails with both reasons."""
+    import unlearning as ul
+
+    assert settings.policy_min_probe_ua is not None
+    policy = ul.DepthPolicy(
+        min_probe_ua=settings.policy_min_probe_ua, escalate_to=settings.policy_depth_method
+    )
+    deeper, record = ul.ensure_depth(
+        model, data, result, policy, device=device, hooks=hooks, cache=cache
+    )
+    if record["escalated"]:
+        metrics = measure(deeper)
+        reason = gate(metrics, parent_metrics, data.scope, settings)
+        if reason is not None:
+            raise PolicyRefused(f"{record['reason']}; the gate refused {deeper.method}: {reason}")
+    metrics["depth"] = record
+    return deeper, metrics
 
 
 def run_job(job_id: str, rt: Runtime) -> str:

@@ -123,6 +123,17 @@ class Settings(BaseSettings):
     """Test accuracy may drop at most this many points below the parent version."""
     policy_fallback_method: str | None = None
     """Method to try when the verification gate refuses a result (e.g. `retrain`)."""
+    policy_min_probe_ua: float | None = Field(None, ge=0, le=100)
+    """Require depth (class and mixed scope; empty: off). After the gate accepts a result, a
+    linear probe trained on its penultimate embeddings of the retain set plus held-out
+    samples of the forgotten classes is scored on the forget set; below this UA (points) the
+    backbone still separates the forgotten samples, and `policy_depth_method` runs on the
+    parent instead. The version records the probe, the method used and why
+    (`metrics.depth`). Set it from a retrain's own probe_UA on the model's data
+    (BENCHMARKS.md, "Depth on demand": 18-52 on MNIST-1D, 2-6 on digits)."""
+    policy_depth_method: str = "retrain"
+    """What a job escalates to under `policy_min_probe_ua`: measured, only retraining reaches
+    a retrain's probe_UA (deeper `lau` cuts, SalUn and random-label leave it at 0-8)."""
 
     max_in_flight_requests: int = Field(8, ge=1)
     """Requests one API process serves at once; more are answered 503 with Retry-After at

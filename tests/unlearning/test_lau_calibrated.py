@@ -235,6 +235,11 @@ def test_most_of_a_class_loses_as_much_of_its_forget_samples_as_of_its_val(
     goal = kept * _acc(model, val7) / 100
     assert "class_wrong" not in plain.info
     assert res.info["class_wrong"]["7"] / len(forget7) == pytest.approx(1 - goal, abs=0.05)
-    assert _acc(res.model, forget7) <= _acc(plain.model, forget7)
+    # the outcome: the class's forget samples end right no more often than its held-out
+    # samples are meant to (2 binomial standard errors over the 211 forget samples). Not
+    # "less often than without the option": that difference is float noise here (28.4 vs
+    # 27.5 % with one torch thread, 21.8 vs 26.5 % with two, same model)
+    se = 100 * (goal * (1 - goal) / len(forget7)) ** 0.5
+    assert _acc(res.model, forget7) <= 100 * goal + 2 * se
     with pytest.raises(ValueError, match="class_wrong must be"):
         ul.unlearn(model, data, "lau-calibrated", {"class_wrong": "nope"}, cache=cache)

@@ -71,6 +71,47 @@ def test_a_class_plus_a_few_samples_is_one_version_that_forgets_both(
     assert metrics["UA"] < metrics["class_UA"]  # the overall UA mixes the two parts
 
 
+@pytest.mark.overrides(policy_min_probe_ua=50.0)
+def test_the_depth_policy_escalates_and_the_version_says_why(
+    embedded_client: Any, seeded: Any, admin_headers: dict[str, str]
+) -> None:
+    """Head-only `lau` leaves the backbone as it was: a probe that sees class 7's held-out
+    samples still finds the forgotten ones, so the job retrains, and records why."""
+    resp = embedded_client.post(
+        "/v1/erasure-requests",
+        json=erasure_body(training_ids(seeded, label=7)),
+        headers=admin_headers,
+    )
+    done = wait_for_status(
+        embedded_client, resp.json()["id"], admin_headers, ("completed", "failed"), timeout=240
+    )
+    assert done["status"] == "completed", done
+    version = embedded_client.get(
+        f"/v1/models/digits-cnn/versions/{done['result_version']}", headers=admin_headers
+    ).json()
+    depth = version["metrics"]["depth"]
+    assert version["method"] == "retrain" == depth["method"]
+    assert depth["escalated"] is True and depth["policy"]["min_probe_ua"] == 50.0
+    assert depth["probe_UA"] < 50 and "escalated to retrain" in depth["reason"]
+    assert depth["escalated_probe_UA"] == pytest.approx(version["metrics"]["probe_UA"], abs=1e-6)
+    assert version["metrics"]["class_UA"] >= 99  # the retrained version passed the gate too
+
+
+@pytest.mark.overrides(policy_min_probe_ua=0.0)
+def test_a_depth_policy_the_result_meets_keeps_the_method(
+    embedded_client: Any, seeded: Any, admin_headers: dict[str, str]
+) -> None:
+    rid = submit(embedded_client, training_ids(seeded, label=3), admin_headers)["id"]
+    done = wait_for_status(embedded_client, rid, admin_headers, ("completed", "failed"))
+    assert done["status"] == "completed", done
+    version = embedded_client.get(
+        f"/v1/models/digits-cnn/versions/{done['result_version']}", headers=admin_headers
+    ).json()
+    depth = version["metrics"]["depth"]
+    assert version["method"] == "lau" == depth["method"] and depth["escalated"] is False
+    assert "no longer separates" in depth["reason"]
+
+
 @pytest.mark.overrides(policy_min_class_ua=101.0, request_max_attempts=1)
 def test_gate_fails_the_job_with_its_reason_and_publishes_nothing(
     embedded_client: Any, seeded: Any, admin_headers: dict[str, str]
