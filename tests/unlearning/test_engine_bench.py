@@ -137,3 +137,47 @@ def test_a_rerun_of_the_default_replaces_it_and_keeps_the_baselines() -> None:
     )
     with pytest.raises(ValueError, match="retrains differ"):
         merge([first, other])
+
+
+def test_the_regimes_run_the_protocols_data_models_and_scenarios(monkeypatch) -> None:  # type: ignore[no-untyped-def]
+    """What `--regime R --scenario suite` runs, by default methods: issue 13's protocol (the
+    hard regime is 3,000 MNIST-1D samples for 10 epochs; images are CIFAR-shaped on
+    torchvision's ResNet-18; every scenario family; a second retrain and every baseline)."""
+    import unlearning.bench as bench
+
+    seen: dict[str, dict] = {}
+
+    def fake_suite(**kw):  # type: ignore[no-untyped-def]
+        seen[kw["dataset"] + str(kw["dataset_params"])] = kw
+        return []
+
+    monkeypatch.setattr(bench, "run_suite", fake_suite)
+    for regime in ("mnist1d-default", "mnist1d-hard", "digits", "images"):
+        seen.clear()
+        main(["--regime", regime, "--scenario", "suite", "--seeds", "5", "--seed-offset", "10"])
+        (kw,) = seen.values()
+        assert kw["seeds"] == 5 and kw["seed_offset"] == 10
+        assert list(kw["scenarios"]) == [
+            "class:7",
+            "random:0.05",
+            "random:0.1",
+            "random:0.2",
+            "subjects:20",
+            "most:7:0.9+0.05",  # 90 % of class 7 plus 5 % of the others
+            "class:7+5",  # the whole class plus 5 other samples
+        ]
+        methods = kw["methods"]
+        assert {"retrain", "retrain-2", "default"} <= set(methods)
+        assert {"finetune", "neggrad", "random-label", "salun"} <= set(methods)
+        ds = ul.load_dataset(kw["dataset"], seed=10, **kw["dataset_params"])
+        arch = bench.DEFAULT_ARCH[kw["dataset"]]
+        if regime == "mnist1d-hard":
+            assert kw["train_epochs"] == 10
+            assert len(ds.train) + len(ds.val) + len(ds.test) == 3000
+        else:
+            assert kw["train_epochs"] is None  # the architecture's own recipe
+        if regime == "images":
+            assert arch == "torchvision:resnet18" and ds.input_shape == (3, 32, 32)
+            assert ds.num_classes == 10
+        if regime == "digits":
+            assert kw["dataset"] == "sklearn-digits" and arch == "digits-cnn"

@@ -250,3 +250,25 @@ def test_the_depth_probes_trained_together_are_the_probes_trained_alone() -> Non
         assert torch.allclose(probe.weight, alone.weight, atol=1e-5)
         assert torch.allclose(probe.bias, alone.bias, atol=1e-5)
         assert not torch.allclose(alone.weight, torch.zeros_like(alone.weight))
+
+
+def test_the_class_shift_reaches_any_recall_goal_zero_included() -> None:
+    """``bias_for_recall``: the shift of a class's logit that brings its recall nearest the
+    goal, a goal of 0 too (an estimate that a retrained model keeps none of the class)."""
+    from unlearning.methods.remnant import bias_for_recall
+
+    gen = torch.Generator().manual_seed(0)
+    logits = torch.randn(40, 10, generator=gen)
+    logits[:, 7] += 4.0  # a class the model still recognises: rows of class 7
+
+    def recall(shift: float) -> float:
+        shifted = logits.clone()
+        shifted[:, 7] += shift
+        return float((shifted.argmax(1) == 7).float().mean())
+
+    assert recall(0.0) > 0.9
+    for goal in (0.0, 0.25, 0.5, 0.9):
+        shift = bias_for_recall(logits, 7, goal)
+        assert abs(recall(shift) - goal) <= 1 / 40 + 1e-9, (goal, shift, recall(shift))
+    none = bias_for_recall(logits, 7, 0.0)
+    assert recall(none) == 0.0 and recall(none + 0.01) > 0.0  # the smallest such shift

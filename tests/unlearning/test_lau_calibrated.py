@@ -243,3 +243,31 @@ def test_most_of_a_class_loses_as_much_of_its_forget_samples_as_of_its_val(
     assert _acc(res.model, forget7) <= 100 * goal + 2 * se
     with pytest.raises(ValueError, match="class_wrong must be"):
         ul.unlearn(model, data, "lau-calibrated", {"class_wrong": "nope"}, cache=cache)
+
+
+def test_most_of_a_class_keeps_the_share_the_remnant_estimate_gives(
+    model, mnist1d, cache, monkeypatch
+) -> None:
+    """The class's targets come from the estimate of how much of it a retrained model keeps:
+    forced to keep 20 % or 70 % of its held-out recall, the result keeps about that (val
+    recall of class 7, ~38 samples: within 0.15) and the two differ, in that order."""
+    from unlearning.bench import forget_ids
+    from unlearning.methods import lau_calibrated as lc
+
+    data = mnist1d.unlearn_data(forget_ids(mnist1d, "most:7:0.9+0.05", 0))
+    val7 = data.val.subset(data.val.y == 7)
+    base = _acc(model, val7) / 100
+    real = lc.probe_kept_shares
+    kept: dict[float, float] = {}
+    for share in (0.2, 0.7):
+
+        def forced(*args, _share=share, **kw):  # type: ignore[no-untyped-def]
+            shares, record = real(*args, **kw)
+            return {k: _share for k in shares}, record
+
+        monkeypatch.setattr(lc, "probe_kept_shares", forced)
+        res = ul.unlearn(model, data, "lau-calibrated", {"escalate_cut": 0}, cache=cache)
+        assert res.info["mostly_forgotten"]["7"]["target_recall"] == share
+        kept[share] = _acc(res.model, val7) / 100 / base
+        assert kept[share] == pytest.approx(share, abs=0.15), kept
+    assert kept[0.2] < kept[0.7]

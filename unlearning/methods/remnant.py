@@ -273,19 +273,21 @@ def bias_for_recall(logits: torch.Tensor, k: int, goal: float) -> float:
     """The shift of logit ``k`` that brings the recall of class ``k`` over ``logits`` (rows of
     that class) nearest ``goal``: recall is non-decreasing in the shift, so bisect between a
     shift below the goal and one at or above it and take whichever lands nearer (0.0 when
-    already there or out of reach)."""
+    already there or out of reach). A goal of 0 is sought as "below half a row" (every
+    shift reaches recall >= 0), so it gives the smallest shift at which no row is right."""
 
     def recall(delta: float) -> float:
         shifted = logits.clone()
         shifted[:, k] += delta
         return float((shifted.argmax(1) == k).float().mean())
 
-    lo, hi = (-50.0, 0.0) if recall(0.0) >= goal else (0.0, 50.0)
-    if recall(lo) >= goal or recall(hi) < goal:
+    sought = max(goal, 0.5 / max(len(logits), 1))
+    lo, hi = (-50.0, 0.0) if recall(0.0) >= sought else (0.0, 50.0)
+    if recall(lo) >= sought or recall(hi) < sought:
         return 0.0
     for _ in range(30):
         mid = (lo + hi) / 2
-        lo, hi = (lo, mid) if recall(mid) >= goal else (mid, hi)
+        lo, hi = (lo, mid) if recall(mid) >= sought else (mid, hi)
     return lo if abs(recall(lo) - goal) < abs(recall(hi) - goal) else hi
 
 
