@@ -631,6 +631,12 @@ def format_table(result: dict[str, Any]) -> str:
             verdict = "met" if result.get("target_met") else "MISSED"
             line += f"; default ({', '.join(result['default_method'])}) {gap:.2f}: {verdict}"
         lines.append(line)
+    else:
+        lines += [
+            "",
+            "noise floor not measured (add retrain-2 to --methods, or --render this run "
+            "together with one that measured it): no target can be judged",
+        ]
     return "\n".join(lines)
 
 
