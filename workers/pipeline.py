@@ -17,7 +17,7 @@ import json
 import logging
 import math
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -285,10 +285,24 @@ def _unlearn(claim: jobs.Claim, rt: Runtime, progress: Progress) -> flows.Outcom
     else:
         raise PolicyRefused("verification gate refused every method: " + "; ".join(refusals))
     if settings.policy_min_probe_ua is not None:
+        # the operator's depth policy on the accepted result: where a linear probe still
+        # recovers the forgotten samples from its backbone, `policy_depth_method` runs on the
+        # parent instead (`unlearning.ensure_depth`); the escalated result passes the same
+        # gate, and the version records the probe, the method used and why
         progress.set("verifying")
-        result, metrics = _ensure_depth(
-            model, data, result, metrics, measure, parent_metrics, settings, device, hooks, cache
+        policy = ul.DepthPolicy(
+            min_probe_ua=settings.policy_min_probe_ua, escalate_to=settings.policy_depth_method
         )
+        deeper, record = ul.ensure_depth(
+            model, data, result, policy, device=device, hooks=hooks, cache=cache
+        )
+        if record["escalated"]:
+            result, metrics = deeper, {**measure(deeper), "gate_refusals": list(refusals)}
+            reason = gate(metrics, parent_metrics, data.scope, settings)
+            if reason is not None:
+                why = f"{record['reason']}; the gate refused {deeper.method}: {reason}"
+                raise PolicyRefused(why)
+        metrics["depth"] = record
     progress.set("publishing")
     blob = ul.save_checkpoint(
         result.model,
@@ -308,41 +322,6 @@ def _unlearn(claim: jobs.Claim, rt: Runtime, progress: Progress) -> flows.Outcom
         checkpoint_size=put.manifest.size,
         stored_bytes=put.new_bytes,
     )
-
-
-def _ensure_depth(
-    model: Any,
-    data: Any,
-    result: Any,
-    metrics: dict[str, Any],
-    measure: Callable[[Any], dict[str, Any]],
-    parent_metrics: dict[str, Any],
-    settings: Settings,
-    device: Any,
-    hooks: Any,
-    cache: Any,
-) -> tuple[Any, dict[str, Any]]:
-    """The operator's depth policy (`policy_min_probe_ua`) on a result the gate accepted:
-    where a linear probe still recovers the forgotten samples from its backbone,
-    `policy_depth_method` runs on the parent instead (`unlearning.ensure_depth`); the
-    version records the probe, which method was used and why (`metrics.depth`). The
-    escalated result passes the same gate, or the job fails with both reasons."""
-    import unlearning as ul
-
-    assert settings.policy_min_probe_ua is not None
-    policy = ul.DepthPolicy(
-        min_probe_ua=settings.policy_min_probe_ua, escalate_to=settings.policy_depth_method
-    )
-    deeper, record = ul.ensure_depth(
-        model, data, result, policy, device=device, hooks=hooks, cache=cache
-    )
-    if record["escalated"]:
-        metrics = measure(deeper)
-        reason = gate(metrics, parent_metrics, data.scope, settings)
-        if reason is not None:
-            raise PolicyRefused(f"{record['reason']}; the gate refused {deeper.method}: {reason}")
-    metrics["depth"] = record
-    return deeper, metrics
 
 
 def run_job(job_id: str, rt: Runtime) -> str:

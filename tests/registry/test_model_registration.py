@@ -233,29 +233,41 @@ def test_builtin_dataset_with_manifest(
     _measured_like_the_demo(v1, demo_artifacts)
 
 
+def _rejected_builtin(
+    api_client: Any, seeded: Any, demo_artifacts: Any, manifest: dict[str, Any], **fields: Any
+) -> Any:
+    """Register the demo checkpoint with a built-in ``dataset`` described by ``manifest``
+    (its npz arrays): accepted (202), then rejected by its job at once, not after retries,
+    with no version; returns the model."""
+    from tests.support.registration import run_jobs
+
+    admin = {"X-API-Key": create_key(seeded, ["admin"])}
+    out = io.BytesIO()
+    np.savez(out, **manifest)
+    files = {"checkpoint": ("w", demo_artifacts.checkpoint), "manifest": ("m.npz", out.getvalue())}
+    resp = _register(api_client, admin, files, **fields)
+    assert resp.status_code == 202, resp.text
+    assert run_jobs(seeded, fields["name"]) == ["rejected"]
+    model = api_client.get(f"/v1/models/{fields['name']}", headers=admin).json()
+    assert model["status"] == "rejected" and model["latest_version"] == 0
+    return model
+
+
 @pytest.mark.parametrize("db_url", ["sqlite"], indirect=True)
 def test_a_builtin_dataset_that_cannot_be_opened_rejects_the_model(
     api_client: Any, seeded: Any, demo_artifacts: Any
 ) -> None:
     from lethe.demo import DEMO_DATASET
 
-    admin = {"X-API-Key": create_key(seeded, ["admin"])}
-    out = io.BytesIO()
-    np.savez(out, ids=np.array(["a", "b"]), y=np.array([0, 1]))
-    resp = _register(
+    model = _rejected_builtin(
         api_client,
-        admin,
-        {"checkpoint": ("w", demo_artifacts.checkpoint), "manifest": ("m.npz", out.getvalue())},
+        seeded,
+        demo_artifacts,
+        {"ids": np.array(["a", "b"]), "y": np.array([0, 1])},
         name="no-such-data",
         dataset="no-such-dataset",
         num_classes=10,
     )
-    assert resp.status_code == 202, resp.text
-    from tests.support.registration import run_jobs
-
-    assert run_jobs(seeded, "no-such-data") == ["rejected"]
-    model = api_client.get("/v1/models/no-such-data", headers=admin).json()
-    assert model["status"] == "rejected" and model["latest_version"] == 0
     assert "no-such-dataset" in model["status_reason"] and DEMO_DATASET in model["status_reason"]
 
 
@@ -264,27 +276,20 @@ def test_a_builtin_dataset_whose_params_leave_too_few_held_out_samples_rejects_t
     api_client: Any, seeded: Any, demo_artifacts: Any
 ) -> None:
     from lethe.demo import DEMO_DATASET
-    from tests.support.registration import run_jobs
     from workers.pipeline import load_dataset
 
     params = {"seed": 0, "val_frac": 0.02}  # 36 val samples: too few to calibrate against
     ds = load_dataset(DEMO_DATASET, params)
     assert len(ds.val) < 100
-    out = io.BytesIO()
-    np.savez(out, ids=np.array(list(ds.train.ids)), y=ds.train.y.numpy())
-    admin = {"X-API-Key": create_key(seeded, ["admin"])}
-    resp = _register(
+    model = _rejected_builtin(
         api_client,
-        admin,
-        {"checkpoint": ("w", demo_artifacts.checkpoint), "manifest": ("m.npz", out.getvalue())},
+        seeded,
+        demo_artifacts,
+        {"ids": np.array(list(ds.train.ids)), "y": ds.train.y.numpy()},
         name="few-held-out",
         dataset=DEMO_DATASET,
         dataset_params=json.dumps(params),
     )
-    assert resp.status_code == 202, resp.text
-    assert run_jobs(seeded, "few-held-out") == ["rejected"]
-    model = api_client.get("/v1/models/few-held-out", headers=admin).json()
-    assert model["status"] == "rejected" and model["latest_version"] == 0
     assert f"has {len(ds.val)} samples; at least 100" in model["status_reason"]
 
 
@@ -293,28 +298,21 @@ def test_a_manifest_that_is_not_the_builtin_datasets_training_split_rejects_the_
     api_client: Any, seeded: Any, demo_artifacts: Any
 ) -> None:
     from lethe.demo import DEMO_DATASET, DEMO_PARAMS
-    from tests.support.registration import run_jobs
     from workers.pipeline import load_dataset
 
     ds = load_dataset(DEMO_DATASET, DEMO_PARAMS)
     ids = [*list(ds.train.ids)[3:], "ghost-1"]
     labels = [*ds.train.y.numpy()[3:].tolist(), 0]
     labels[0], labels[1] = (labels[0] + 1) % 10, (labels[1] + 1) % 10  # two mislabelled
-    out = io.BytesIO()
-    np.savez(out, ids=np.array(ids), y=np.array(labels))
-    admin = {"X-API-Key": create_key(seeded, ["admin"])}
-    resp = _register(
+    model = _rejected_builtin(
         api_client,
-        admin,
-        {"checkpoint": ("w", demo_artifacts.checkpoint), "manifest": ("m.npz", out.getvalue())},
+        seeded,
+        demo_artifacts,
+        {"ids": np.array(ids), "y": np.array(labels)},
         name="wrong-manifest",
         dataset=DEMO_DATASET,
         dataset_params=json.dumps(DEMO_PARAMS),
     )
-    assert resp.status_code == 202, resp.text
-    assert run_jobs(seeded, "wrong-manifest") == ["rejected"]  # at once, not after retries
-    model = api_client.get("/v1/models/wrong-manifest", headers=admin).json()
-    assert model["status"] == "rejected" and model["latest_version"] == 0
     reason = model["status_reason"]
     assert "1 sample ids are not in its training split (first 1: ghost-1)" in reason, reason
     assert "3 sample ids of its training split are not in the manifest" in reason, reason

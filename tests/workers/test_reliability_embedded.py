@@ -53,16 +53,7 @@ def test_a_class_plus_a_few_samples_is_one_version_that_forgets_both(
     the single samples by theirs, so a mixed request is published, not refused."""
     sevens = training_ids(seeded, label=7)
     others = [i for i in training_ids(seeded) if i not in set(sevens)][:5]
-    resp = embedded_client.post(
-        "/v1/erasure-requests", json=erasure_body(sevens + others), headers=admin_headers
-    )
-    done = wait_for_status(
-        embedded_client, resp.json()["id"], admin_headers, ("completed", "failed"), timeout=180
-    )
-    assert done["status"] == "completed", done
-    version = embedded_client.get(
-        f"/v1/models/digits-cnn/versions/{done['result_version']}", headers=admin_headers
-    ).json()
+    version = published_version(embedded_client, sevens + others, admin_headers)
     metrics = version["metrics"]
     assert version["method"] == "lau-calibrated" and metrics["scope"] == "mixed"
     assert metrics["gate_refusals"] == []
@@ -77,18 +68,7 @@ def test_the_depth_policy_escalates_and_the_version_says_why(
 ) -> None:
     """Head-only `lau` leaves the backbone as it was: a probe that sees class 7's held-out
     samples still finds the forgotten ones, so the job retrains, and records why."""
-    resp = embedded_client.post(
-        "/v1/erasure-requests",
-        json=erasure_body(training_ids(seeded, label=7)),
-        headers=admin_headers,
-    )
-    done = wait_for_status(
-        embedded_client, resp.json()["id"], admin_headers, ("completed", "failed"), timeout=240
-    )
-    assert done["status"] == "completed", done
-    version = embedded_client.get(
-        f"/v1/models/digits-cnn/versions/{done['result_version']}", headers=admin_headers
-    ).json()
+    version = published_version(embedded_client, training_ids(seeded, label=7), admin_headers)
     depth = version["metrics"]["depth"]
     assert version["method"] == "retrain" == depth["method"]
     assert depth["escalated"] is True and depth["policy"]["min_probe_ua"] == 50.0
@@ -101,12 +81,7 @@ def test_the_depth_policy_escalates_and_the_version_says_why(
 def test_a_depth_policy_the_result_meets_keeps_the_method(
     embedded_client: Any, seeded: Any, admin_headers: dict[str, str]
 ) -> None:
-    rid = submit(embedded_client, training_ids(seeded, label=3), admin_headers)["id"]
-    done = wait_for_status(embedded_client, rid, admin_headers, ("completed", "failed"))
-    assert done["status"] == "completed", done
-    version = embedded_client.get(
-        f"/v1/models/digits-cnn/versions/{done['result_version']}", headers=admin_headers
-    ).json()
+    version = published_version(embedded_client, training_ids(seeded, label=3), admin_headers)
     depth = version["metrics"]["depth"]
     assert version["method"] == "lau" == depth["method"] and depth["escalated"] is False
     assert "no longer separates" in depth["reason"]
@@ -198,3 +173,14 @@ def test_a_method_that_changes_nothing_fails_the_job_once_and_publishes_nothing(
     failed_once_publishing_nothing(
         embedded_client, request_id, admin_headers, "changed no parameter"
     )
+
+
+def published_version(client: Any, sample_ids: list[str], headers: dict[str, str]) -> Any:
+    """Erase ``sample_ids`` and return the version the job published (a failed job fails
+    here, with its reason, instead of timing out)."""
+    resp = client.post("/v1/erasure-requests", json=erasure_body(sample_ids), headers=headers)
+    done = wait_for_status(client, resp.json()["id"], headers, ("completed", "failed"), timeout=240)
+    assert done["status"] == "completed", done
+    return client.get(
+        f"/v1/models/digits-cnn/versions/{done['result_version']}", headers=headers
+    ).json()
