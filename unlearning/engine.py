@@ -139,10 +139,12 @@ def ensure_depth(
     hooks: Hooks | None = None,
     cache: FeatureCache | None = None,
     seed: int = 0,
+    probe_ua: float | None = None,
 ) -> tuple[UnlearnResult, dict[str, Any]]:
     """``(result, record)``: ``result`` itself if its probe meets ``policy``, else the result
     of ``policy.escalate_to`` on ``model``; ``record`` says which was used and why (store it
-    with the version)."""
+    with the version). ``probe_ua``: ``result``'s probe if the caller has already measured
+    it (``evaluate``'s ``probe_UA``, same seed), so it is not trained twice."""
     from .metrics import probe_only
 
     record: dict[str, Any] = {
@@ -153,7 +155,11 @@ def ensure_depth(
     if data.scope not in policy.scopes:
         record["reason"] = f"scope {data.scope!r} is not covered by the depth policy"
         return result, record
-    first = probe_only(result.model, data, device=device, seed=seed)
+    first = (
+        probe_ua
+        if probe_ua is not None
+        else probe_only(result.model, data, device=device, seed=seed)
+    )
     record["probe_UA"] = first
     if first >= policy.min_probe_ua:
         record["reason"] = (

@@ -294,7 +294,14 @@ def _unlearn(claim: jobs.Claim, rt: Runtime, progress: Progress) -> flows.Outcom
             min_probe_ua=settings.policy_min_probe_ua, escalate_to=settings.policy_depth_method
         )
         deeper, record = ul.ensure_depth(
-            model, data, result, policy, device=device, hooks=hooks, cache=cache
+            model,
+            data,
+            result,
+            policy,
+            device=device,
+            hooks=hooks,
+            cache=cache,
+            probe_ua=metrics.get("probe_UA"),
         )
         if record["escalated"]:
             result, metrics = deeper, {**measure(deeper), "gate_refusals": list(refusals)}

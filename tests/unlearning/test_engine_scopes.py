@@ -143,6 +143,14 @@ def test_depth_policy_escalates_and_records_why(
     assert record["escalated"] and record["probe_UA"] < 50.0
     assert record["method"] == "salun" and res.method == "salun" and res.backbone_changed
     assert "probe_UA" in record["reason"] and res.info["depth"] is record
+    # the probe the service has already measured (evaluate's) is the policy's own: passing it
+    # skips a second fit and decides the same
+    measured = ul.evaluate(first.model, class_data, cache=cache)["probe_UA"]
+    assert measured == record["probe_UA"]
+    _, again = ul.ensure_depth(
+        digits_model, class_data, first, policy, cache=cache, probe_ua=measured
+    )
+    assert again["escalated"] and again["probe_UA"] == measured
     lenient = ul.DepthPolicy(min_probe_ua=0.0)
     same, rec = ul.ensure_depth(digits_model, class_data, first, lenient, cache=cache)
     assert same is first and not rec["escalated"] and "no longer" in rec["reason"]
