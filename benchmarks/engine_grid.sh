@@ -5,6 +5,7 @@
 #
 #   benchmarks/engine_grid.sh OUTDIR REGIME...   # regimes: mnist1d-default mnist1d-hard digits images
 #   python -m unlearning.bench --headline --render OUTDIR/digits.json   # the table
+#   METHODS=retrain,default benchmarks/engine_grid.sh OUTDIR ...          # the speed pass only
 set -euo pipefail
 out=$1
 shift
@@ -19,6 +20,7 @@ for regime in "$@"; do
     esac
     cmd=("$py" -m unlearning.bench --threads 1 --regime "$regime" --scenario "$scenarios"
         --seeds "$seeds" --seed-offset 10 --json "$out/$regime.json")
+    [ -n "${METHODS:-}" ] && cmd+=(--methods "$METHODS")
     log=$out/$regime.log
     echo "# commit $commit start $(date -u +%FT%TZ) load $(cut -d' ' -f1-3 /proc/loadavg)" >"$log"
     echo "# cmd: ${cmd[*]}" >>"$log"
