@@ -108,7 +108,7 @@ def test_a_rerun_of_the_default_replaces_it_and_keeps_the_baselines() -> None:
     """After a change to the default method, ``retrain,default`` rerun on the same seeds
     is merged into the earlier full run: new default rows, the earlier baselines, the paired
     comparison recomputed; runs whose retrains differ are refused."""
-    from unlearning.bench import _summarise, format_table, merge
+    from unlearning.bench import _summarise, format_headline, format_table, merge
 
     seeds = [10, 11]
     first = _summarise(
@@ -140,6 +140,10 @@ def test_a_rerun_of_the_default_replaces_it_and_keeps_the_baselines() -> None:
     # neither run measured a second retrain: the table says so instead of judging a target
     table = format_table(merged)
     assert "noise floor not measured" in table and "MISSED" not in table
+    # the headline keeps such a run's row (its gap and speed-up) and judges no target
+    (row,) = format_headline([rerun]).splitlines()[2:]
+    assert row.startswith("random:0.1 | 2 | lau-calibrated | 1.00") and "not measured" in row
+    assert "**no**" not in row and "yes" not in row
     floor = [{**r, "retrain-2": _row(0.5)} for r in merged["rows"]]
     measured = _summarise("d", "random:0.1", seeds, floor, ["lau-calibrated"], "cpu")
     assert "noise floor (retrain-2 vs retrain) 0.50" in format_table(measured)
