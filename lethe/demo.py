@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import os
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +22,7 @@ from workers.runtime import Runtime
 log = logging.getLogger("lethe.demo")
 
 DEMO_MODEL = "digits-cnn"
+DEMO_ARCH = "digits-cnn"
 DEMO_DATASET = "sklearn-digits"
 DEMO_PARAMS = {"seed": 0}
 
@@ -30,17 +31,35 @@ DEMO_PARAMS = {"seed": 0}
 class DemoArtifacts:
     checkpoint: bytes
     metrics: dict[str, Any]
+    architecture: str = DEMO_ARCH
+    dataset: str = DEMO_DATASET
+    params: dict[str, Any] = field(default_factory=lambda: dict(DEMO_PARAMS))
 
 
-def train_demo(seed: int = 0, threads: int = 1) -> DemoArtifacts:
-    """Train the demo CNN on the CPU (a few seconds) and measure it."""
+def train_demo(
+    seed: int = 0,
+    threads: int = 1,
+    *,
+    architecture: str = DEMO_ARCH,
+    dataset: str = DEMO_DATASET,
+    params: dict[str, Any] | None = None,
+    epochs: int | None = None,
+) -> DemoArtifacts:
+    """Train the demo CNN on the CPU (a few seconds) and measure it. The keywords train
+    another built-in model the same way (``epochs``: instead of the recipe's)."""
     import unlearning as ul
+    from unlearning.training import default_recipe
 
+    params = dict(DEMO_PARAMS if params is None else params)
     device = resolve_device("cpu", threads)
-    ds = load_dataset(DEMO_DATASET, DEMO_PARAMS)
-    model = ul.train_model("digits-cnn", ds, seed=seed, device=device)
+    ds = load_dataset(dataset, params)
+    recipe = default_recipe(architecture)
+    if epochs is not None:
+        recipe = replace(recipe, epochs=epochs)
+    model = ul.train_model(architecture, ds, recipe=recipe, seed=seed, device=device)
     metrics = ul.evaluate(model, ds.unlearn_data([]), device=device)
-    return DemoArtifacts(ul.save_checkpoint(model, arch_id="digits-cnn"), metrics)
+    checkpoint = ul.save_checkpoint(model, arch_id=architecture)
+    return DemoArtifacts(checkpoint, metrics, architecture, dataset, params)
 
 
 def seed_demo(
@@ -52,7 +71,7 @@ def seed_demo(
         if s.scalar(select(Model.id).where(Model.name == name)) is not None:
             return False
     artifacts = artifacts or train_demo(seed, rt.settings.torch_threads)
-    ds = load_dataset(DEMO_DATASET, DEMO_PARAMS)
+    ds = load_dataset(artifacts.dataset, artifacts.params)
     metrics = artifacts.metrics
     put = rt.store.put_checkpoint(artifacts.checkpoint)
     secret = rt.settings.secret_key.get_secret_value()
@@ -65,10 +84,10 @@ def seed_demo(
         registry.register_model(
             session=s,
             name=name,
-            architecture="digits-cnn",
+            architecture=artifacts.architecture,
             num_classes=int(ds.num_classes),
-            dataset_id=DEMO_DATASET,
-            dataset_params=dict(DEMO_PARAMS),
+            dataset_id=artifacts.dataset,
+            dataset_params=dict(artifacts.params),
             samples=rows,
             checkpoint_sha256=put.manifest.sha256,
             checkpoint_size=put.manifest.size,

@@ -116,10 +116,11 @@ class DepthPolicy:
     """
 
     min_probe_ua: float = 10.0
-    """Points. Retrain's own probe_UA, class 7 (BENCHMARKS.md, grid tables): MNIST-1D hard
-    47-52, MNIST-1D default 18-27 (issue 13: 14-31), digits 2-6 (a probe learns an easy class
-    from its held-out samples even on a backbone that never saw it); head-only ``lau`` leaves
-    it at 0-4. 10 separates the two on MNIST-1D; set it per model from a retrain measurement."""
+    """Points. Retrain's own probe_UA, class 7 (BENCHMARKS.md, "Engine" full tables, seeds
+    10-14): MNIST-1D hard 46 +- 6, MNIST-1D default 28 +- 7, images 27 +- 5, digits 4 +- 2 (a
+    probe learns an easy class from its held-out samples even on a backbone that never saw
+    it); head-only ``lau`` leaves it at 0-3. 10 separates the two on MNIST-1D and images; set
+    it per model from a retrain measurement."""
     escalate_to: str = "retrain"
     """Measured (BENCHMARKS.md, "Depth on demand"): deeper ``lau`` cuts (2, 3) and SalUn /
     random-label, which touch the backbone, leave the probe at 0-8 where retrain reaches 18-52;
