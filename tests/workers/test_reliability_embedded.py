@@ -99,44 +99,49 @@ def test_gate_fails_the_job_with_its_reason_and_publishes_nothing(
 
 
 def failed_once_publishing_nothing(
-    client: Any, request_id: str, headers: dict[str, str], reason: str
+    client: Any, request_id: str, headers: dict[str, str], reason: str, model: str = "digits-cnn"
 ) -> dict[str, Any]:
     """The request failed with `reason` after one job attempt (the same method would be
-    refused again, so it is not retried) and no version was published; its body."""
+    refused again, so it is not retried) and `model` got no new version; its body."""
     with pytest.raises(AssertionError, match=reason):
         wait_for_status(client, request_id, headers, timeout=120)
     body: dict[str, Any] = client.get(f"/v1/erasure-requests/{request_id}", headers=headers).json()
     assert body["status"] == "failed"
     job = client.get(f"/v1/jobs/{body['job_id']}", headers=headers).json()
     assert job["status"] == "failed" and job["attempts"] == 1
-    versions = client.get("/v1/models/digits-cnn/versions", headers=headers).json()
+    versions = client.get(f"/v1/models/{model}/versions", headers=headers).json()
     assert [v["number"] for v in versions["items"]] == [1]
     return body
+
+
+def register_test_method(name: str, change: Any) -> str:
+    """Register (once per process) a method without options that applies ``change`` to
+    the model it is given and returns it; its name."""
+    from dataclasses import dataclass
+
+    from unlearning.methods.registry import get_method, register
+    from unlearning.types import UnlearnResult
+
+    @dataclass(frozen=True)
+    class NoOptions:
+        pass
+
+    def method(model: Any, data: Any, cfg: Any, **_: Any) -> Any:
+        change(model)
+        return UnlearnResult(model, name, {}, 0.0, ())
+
+    try:
+        get_method(name)
+    except KeyError:
+        register(name, NoOptions)(method)
+    return name
 
 
 @pytest.fixture(scope="module")
 def a_method_that_changes_nothing() -> str:
     """A method that returns the model as it came, saying nothing about why: the silent
     no-op that `unlearn` refuses with NoChangeError."""
-    from dataclasses import dataclass
-
-    from unlearning.methods.registry import get_method, register
-    from unlearning.types import UnlearnResult
-
-    name = "changes-nothing-test"
-
-    @dataclass(frozen=True)
-    class Nothing:
-        pass
-
-    def nothing(model: Any, data: Any, cfg: Any, **_: Any) -> Any:
-        return UnlearnResult(model, name, {}, 0.0, ())
-
-    try:
-        get_method(name)
-    except KeyError:
-        register(name, Nothing)(nothing)
-    return name
+    return register_test_method("changes-nothing-test", lambda model: None)
 
 
 @pytest.mark.overrides(unlearning_method="changes-nothing-test", policy_fallback_method="lau")
@@ -208,29 +213,13 @@ def memorising_artifacts() -> Any:
 def a_method_that_forgets_nothing() -> str:
     """A method that changes a parameter (so it is no silent no-op) and leaves the forget
     set's predictions as they were: the kind of result only the gate can catch."""
-    from dataclasses import dataclass
-
     import torch
 
-    from unlearning.methods.registry import get_method, register
-    from unlearning.types import UnlearnResult
-
-    name = "forgets-nothing-test"
-
-    @dataclass(frozen=True)
-    class Nudge:
-        pass
-
-    def nudge(model: Any, data: Any, cfg: Any, **_: Any) -> Any:
+    def nudge(model: Any) -> None:
         with torch.no_grad():
             next(model.head.parameters()).add_(1e-6)
-        return UnlearnResult(model, name, {}, 0.0, ())
 
-    try:
-        get_method(name)
-    except KeyError:
-        register(name, Nudge)(nudge)
-    return name
+    return register_test_method("forgets-nothing-test", nudge)
 
 
 @pytest.mark.overrides(unlearning_method="forgets-nothing-test", request_max_attempts=1)
@@ -251,13 +240,7 @@ def test_the_gate_refuses_a_result_that_still_remembers_the_samples(
     resp = embedded_client.post(
         "/v1/erasure-requests", json=erasure_body(forget, MEMORISING), headers=admin_headers
     )
-    request_id = resp.json()["id"]
-    with pytest.raises(AssertionError, match="verification gate refused"):
-        wait_for_status(embedded_client, request_id, admin_headers, timeout=120)
-    body = embedded_client.get(f"/v1/erasure-requests/{request_id}", headers=admin_headers).json()
-    assert body["status"] == "failed"
+    body = failed_once_publishing_nothing(
+        embedded_client, resp.json()["id"], admin_headers, "verification gate refused", MEMORISING
+    )
     assert "indistinguishable from the parent" in body["status_reason"]
-    job = embedded_client.get(f"/v1/jobs/{body['job_id']}", headers=admin_headers).json()
-    assert job["status"] == "failed" and job["attempts"] == 1
-    versions = embedded_client.get(f"/v1/models/{MEMORISING}/versions", headers=admin_headers)
-    assert [v["number"] for v in versions.json()["items"]] == [1]
